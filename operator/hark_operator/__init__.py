@@ -1,0 +1,1 @@
+"""Hark's control plane: the TranscriptionJob resource, planning, dispatch and GPU pool scaling."""

@@ -1,0 +1,196 @@
+"""Transcribing files and prefixes into a destination: what `hark transcribe` runs.
+
+Planning is plain: list the inputs, keep their paths relative to the root they
+were found under, and skip an input whose JSON output already records its
+ETag (unless overwriting). Formats missing beside a current JSON are rendered
+from it without running the model again. Each finished file gets its outputs
+written whole; a file that fails gets `<name>.error.json` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engine import AudioJob, Engine, Outcome
+from .errors import HarkError, InvalidOption, StorageError
+from .options import TranscribeOptions
+from .schema import Transcript, utc_now, validate_result
+from .storage.locations import InputRef, OutputLocation, fetched, list_inputs
+from .storage.s3 import S3Store
+from .storage.uris import error_name, output_name
+from .writers import CONTENT_TYPES, render
+
+log = logging.getLogger(__name__)
+
+SOURCE_ETAG_METADATA = "hark-source-etag"
+
+
+@dataclass
+class Planned:
+    todo: list[InputRef] = field(default_factory=list)
+    skipped: list[InputRef] = field(default_factory=list)
+    rerendered: list[InputRef] = field(default_factory=list)
+
+
+@dataclass
+class Failure:
+    uri: str
+    code: str
+    message: str
+
+
+@dataclass
+class RunReport:
+    succeeded: int = 0
+    skipped: int = 0
+    rerendered: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    audio_seconds: float = 0.0
+
+
+def read_current(out: OutputLocation, ref: InputRef) -> Transcript | None:
+    """The existing transcript of `ref` if it was made from this exact input."""
+    data = out.read_bytes(output_name(ref.relative, "json"))
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+        if doc.get("source", {}).get("etag") != ref.etag:
+            return None
+        return Transcript.model_validate(doc)
+    except (ValueError, TypeError):
+        log.warning("%s: existing output is unreadable; transcribing again", ref.uri)
+        return None
+
+
+def gather_inputs(
+    paths: Sequence[str], store: S3Store | None, include: Sequence[str], exclude: Sequence[str]
+) -> list[InputRef]:
+    """Every input under `paths`; two inputs may not map to one output name."""
+    seen: dict[str, str] = {}
+    refs: list[InputRef] = []
+    for root in paths:
+        for ref in list_inputs(root, store, include, exclude):
+            if ref.relative in seen:
+                raise InvalidOption(
+                    f"{seen[ref.relative]} and {ref.uri} would both write {ref.relative}.json; "
+                    "transcribe them into different destinations"
+                )
+            seen[ref.relative] = ref.uri
+            refs.append(ref)
+    return refs
+
+
+def plan(
+    refs: Sequence[InputRef],
+    out: OutputLocation,
+    formats: Sequence[str],
+    overwrite: bool,
+) -> Planned:
+    planned = Planned()
+    for ref in refs:
+        current = None if overwrite else read_current(out, ref)
+        if current is None:
+            planned.todo.append(ref)
+            continue
+        missing = [
+            f
+            for f in formats
+            if f != "json" and out.read_bytes(output_name(ref.relative, f)) is None
+        ]
+        if missing:
+            write_outputs(out, ref, current, missing, validate=False)
+            planned.rerendered.append(ref)
+        else:
+            planned.skipped.append(ref)
+    return planned
+
+
+def write_outputs(
+    out: OutputLocation,
+    ref: InputRef,
+    transcript: Transcript,
+    formats: Sequence[str],
+    *,
+    validate: bool = True,
+) -> None:
+    """Write each format whole, JSON last so a current JSON implies the rest exist."""
+    metadata = {SOURCE_ETAG_METADATA: ref.etag}
+    if validate:
+        validate_result(transcript.to_json_dict())
+    for fmt in [f for f in formats if f != "json"] + (["json"] if "json" in formats else []):
+        out.write(
+            output_name(ref.relative, fmt),
+            render(transcript, fmt).encode(),
+            CONTENT_TYPES[fmt] + "; charset=utf-8",
+            metadata,
+        )
+    out.delete(error_name(ref.relative))
+
+
+def write_error(out: OutputLocation, ref: InputRef, error: HarkError, attempts: int = 1) -> None:
+    doc = {
+        "code": error.code,
+        "message": str(error),
+        "attempts": attempts,
+        "source": {"uri": ref.uri, "etag": ref.etag, "bytes": ref.size},
+        "created_at": utc_now(),
+    }
+    out.write(
+        error_name(ref.relative),
+        (json.dumps(doc, indent=2) + "\n").encode(),
+        "application/json",
+        {SOURCE_ETAG_METADATA: ref.etag},
+    )
+
+
+def jobs_for(refs: Sequence[InputRef], store: S3Store | None) -> Iterator[AudioJob]:
+    for ref in refs:
+        yield AudioJob(
+            uri=ref.uri,
+            open=lambda ref=ref: fetched(ref, store),  # type: ignore[misc]
+            etag=ref.etag,
+            size=ref.size,
+            tag=ref,
+        )
+
+
+def transcribe_refs(
+    engine: Engine,
+    refs: Sequence[InputRef],
+    out: OutputLocation,
+    options: TranscribeOptions,
+    formats: Sequence[str],
+    store: S3Store | None,
+    *,
+    on_outcome: Callable[[Outcome, Failure | None], None] | None = None,
+    on_audio: Callable[[float], None] | None = None,
+) -> RunReport:
+    report = RunReport()
+    for outcome in engine.run(jobs_for(refs, store), options, on_audio=on_audio):
+        ref: InputRef = outcome.job.tag
+        failure = None
+        try:
+            if outcome.transcript is not None:
+                write_outputs(out, ref, outcome.transcript, formats)
+                report.succeeded += 1
+                report.audio_seconds += outcome.transcript.source.duration
+            else:
+                assert outcome.error is not None
+                failure = Failure(ref.uri, outcome.error.code, outcome.error.message)
+                write_error(out, ref, outcome.error)
+        except StorageError as exc:
+            failure = Failure(ref.uri, exc.code, f"writing the outputs failed: {exc.message}")
+        if failure is not None:
+            report.failures.append(failure)
+        if on_outcome is not None:
+            on_outcome(outcome, failure)
+    return report
+
+
+def destination_exists_as_file(dest: str) -> bool:
+    return not dest.startswith("s3://") and Path(dest).expanduser().is_file()

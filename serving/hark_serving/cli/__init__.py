@@ -1,0 +1,1 @@
+"""The `hark` command line. Commands import their heavy dependencies when they run."""

@@ -1,0 +1,128 @@
+"""One settings object per data-plane process, read from `HARK_*` environment variables.
+
+CLI flags and the Serve app override fields of this object; they never keep a
+second copy of a default. A bad value fails at start with the variable's name
+and the value it had.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+from .options import Channels, Language, Timestamps
+from .storage.s3 import S3Settings, S3Store
+
+DEFAULT_MODEL = "iic/SenseVoiceSmall"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HARK_",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+        protected_namespaces=(),
+    )
+
+    # Model
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Hub id (downloaded once), a local SenseVoiceSmall directory, or s3://bucket/prefix/.",
+    )
+    model_hub: Literal["ms", "hf"] = Field(
+        "ms", description="Hub for model ids: ModelScope or Hugging Face."
+    )
+    model_cache: Path = Field(
+        Path.home() / ".cache" / "hark" / "models",
+        description="Where hub and s3:// models are cached, once per node.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present.")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads for inference; default all usable cores."
+    )
+
+    # Segmentation
+    vad: Literal["silero", "fsmn", "none"] = Field("silero", description="Speech detector.")
+    vad_model: str = Field(
+        "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch",
+        description="Model for vad=fsmn: hub id, local directory or s3:// prefix.",
+    )
+    vad_merge_seconds: float = Field(
+        15.0, ge=0, le=60, description="Merge speech regions up to this length (0: no merging)."
+    )
+    max_segment_seconds: float = Field(
+        30.0, gt=1, le=60, description="Split speech longer than this."
+    )
+
+    # Batching
+    batch_frames: int = Field(
+        6000,
+        ge=100,
+        description="Frame budget of one model batch (60 ms frames, padding included).",
+    )
+    max_batch_segments: int = Field(64, ge=1, description="At most this many segments per batch.")
+
+    # Defaults for requests
+    language: Language = "auto"
+    use_itn: bool = True
+    timestamps: Timestamps = "segment"
+    channels: Channels = "mix"
+
+    # Limits
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Largest accepted upload.")
+    max_audio_seconds: float = Field(4 * 3600.0, gt=0, description="Longest accepted audio.")
+    spill_after_seconds: float = Field(
+        600.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
+    )
+
+    # Object storage
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (MinIO, Ceph); AWS when unset."
+    )
+    s3_region: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    allowed_buckets: list[str] = Field(
+        default_factory=list, description="When set, only these buckets may be read or written."
+    )
+
+    # HTTP
+    api_token: str | None = Field(
+        None, description="Bearer token required by the HTTP API, if set."
+    )
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    def s3_store(self) -> S3Store:
+        """The object store these settings describe (credentials from the usual AWS chain)."""
+        return S3Store(
+            S3Settings(
+                endpoint_url=self.s3_endpoint_url,
+                region=self.s3_region,
+                addressing_style=self.s3_addressing_style,
+            ),
+            allowed_buckets=self.allowed_buckets,
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with `overrides` (CLI flags) on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            problems.append(
+                f"HARK_{field.upper()}={err.get('input')!r}: {err['msg']}" if field else err["msg"]
+            )
+        raise ConfigError("; ".join(problems)) from exc

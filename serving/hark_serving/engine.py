@@ -1,0 +1,245 @@
+"""The embedded engine: many files through one in-process model, batched across files.
+
+Files are decoded and segmented a few ahead on a background thread while the
+model works. Their segments join one pool; the pool is cut into batches
+longest first under the frame budget, so short segments of one file share a
+batch with short segments of another. When the last segment of a file comes
+back, the file is assembled and yielded; `run` yields files as they finish,
+not in input order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .asr import DecodeRequest, Recognized
+from .batching import Sized, sort_longest_first, take_batch
+from .errors import HarkError, InternalError
+from .options import TranscribeOptions
+from .pipeline import PreparedFile, SegmentingSettings, SegmentWork, assemble, prepare
+from .schema import ModelInfo, Transcript
+from .vad import SpeechDetector
+
+log = logging.getLogger(__name__)
+
+
+class Recognizer(Protocol):
+    info: ModelInfo
+
+    def recognize(self, waves: list[Any], requests: list[DecodeRequest]) -> list[Recognized]: ...
+
+
+@dataclass(frozen=True)
+class AudioJob:
+    """One file to transcribe: how to get it locally, and what to call it."""
+
+    uri: str
+    open: Callable[[], AbstractContextManager[Path]]
+    etag: str | None = None
+    size: int | None = None
+    tag: Any = None  # the caller's handle, returned with the outcome
+
+
+@dataclass
+class Outcome:
+    job: AudioJob
+    transcript: Transcript | None = None
+    error: HarkError | None = None
+
+
+@dataclass
+class _FileState:
+    job: AudioJob
+    prepared: PreparedFile
+    results: list[Recognized | None]
+    remaining: int
+    asr_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Slot:
+    state: _FileState
+    index: int
+
+    @property
+    def work(self) -> SegmentWork:
+        return self.state.prepared.segments[self.index]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    batch_frames: int = 6000
+    max_batch_segments: int = 64
+    prefetch_files: int = 2
+    segmenting: SegmentingSettings = field(default_factory=SegmentingSettings)
+
+
+class Engine:
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        detector: SpeechDetector,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.recognizer = recognizer
+        self.detector = detector
+        self.settings = settings or EngineSettings()
+
+    def prepare(self, job: AudioJob, options: TranscribeOptions) -> PreparedFile:
+        with job.open() as path:
+            return prepare(
+                path,
+                uri=job.uri,
+                options=options,
+                detector=self.detector,
+                settings=self.settings.segmenting,
+                etag=job.etag,
+                size=job.size,
+            )
+
+    def run(
+        self,
+        jobs: Iterable[AudioJob],
+        options: TranscribeOptions,
+        *,
+        on_audio: Callable[[float], None] | None = None,
+    ) -> Iterator[Outcome]:
+        """Transcribe `jobs`, yielding each outcome as its file completes.
+
+        `on_audio(seconds)` reports transcribed speech as batches finish, for
+        progress bars on long files.
+        """
+        s = self.settings
+        pending_jobs = iter(jobs)
+        exhausted = False
+        futures: deque[tuple[AudioJob, Future[PreparedFile]]] = deque()
+        pool: list[Sized[_Slot]] = []
+        pool_frames = 0
+        target = 2 * s.batch_frames  # enough to sort across files, little more in memory
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-prepare") as executor:
+
+            def refill() -> None:
+                nonlocal exhausted
+                while not exhausted and len(futures) < s.prefetch_files:
+                    try:
+                        job = next(pending_jobs)
+                    except StopIteration:
+                        exhausted = True
+                        return
+                    futures.append((job, executor.submit(self.prepare, job, options)))
+
+            try:
+                while True:
+                    refill()
+                    while futures and (futures[0][1].done() or pool_frames < target):
+                        job, future = futures.popleft()
+                        try:
+                            prepared = future.result()
+                        except HarkError as exc:
+                            yield Outcome(job, error=exc)
+                            refill()
+                            continue
+                        except Exception as exc:  # one bad file must not end the run
+                            log.exception("%s: preparing failed", job.uri)
+                            yield Outcome(job, error=_internal(job, exc))
+                            refill()
+                            continue
+                        state = _FileState(
+                            job, prepared, [None] * len(prepared.segments), len(prepared.segments)
+                        )
+                        if not prepared.segments:
+                            yield self._finish(state)
+                        for i, work in enumerate(prepared.segments):
+                            pool.append(Sized(_Slot(state, i), work.frames))
+                            pool_frames += work.frames
+                        refill()
+                    if not pool:
+                        if exhausted and not futures:
+                            return
+                        continue
+                    pool = sort_longest_first(pool)
+                    batch, pool = take_batch(pool, s.batch_frames, s.max_batch_segments)
+                    pool_frames -= sum(b.frames for b in batch)
+                    yield from self._run_batch(batch, on_audio)
+                    if any(b.item.state.remaining < 0 for b in batch):
+                        # Drop what is left of files whose batch failed.
+                        pool = [p for p in pool if p.item.state.remaining >= 0]
+                        pool_frames = sum(p.frames for p in pool)
+            finally:
+                for _, future in futures:
+                    future.cancel()
+                for _, future in futures:
+                    with contextlib.suppress(Exception):
+                        future.result().close()
+
+    def _run_batch(
+        self, batch: list[Sized[_Slot]], on_audio: Callable[[float], None] | None
+    ) -> Iterator[Outcome]:
+        slots = [b.item for b in batch]
+        started = time.perf_counter()
+        try:
+            results = self.recognizer.recognize(
+                [slot.work.samples() for slot in slots],
+                [slot.state.prepared.request() for slot in slots],
+            )
+        except Exception as exc:
+            log.exception("a model batch of %d segments failed", len(slots))
+            failed = {id(slot.state): slot.state for slot in slots}
+            for state in failed.values():
+                state.remaining = -1
+                state.prepared.close()
+                error = exc if isinstance(exc, HarkError) else _internal(state.job, exc)
+                yield Outcome(state.job, error=error)
+            return
+        elapsed = time.perf_counter() - started
+        total_frames = sum(b.frames for b in batch) or 1
+        speech = 0.0
+        for sized, result in zip(batch, results, strict=True):
+            slot = sized.item
+            state = slot.state
+            state.results[slot.index] = result
+            state.asr_seconds += elapsed * sized.frames / total_frames
+            state.remaining -= 1
+            plan = slot.work.plan
+            speech += (plan.span_end_ms - plan.span_start_ms) / 1000
+            if state.remaining == 0:
+                yield self._finish(state)
+        if on_audio is not None:
+            on_audio(speech)
+
+    def _finish(self, state: _FileState) -> Outcome:
+        try:
+            transcript = assemble(
+                state.prepared,
+                [r for r in state.results if r is not None],
+                model=self.recognizer.info,
+                asr_seconds=state.asr_seconds,
+            )
+            return Outcome(state.job, transcript=transcript)
+        finally:
+            state.prepared.close()
+
+    def transcribe(self, job: AudioJob, options: TranscribeOptions) -> Transcript:
+        """One file, start to end; raises its error instead of returning it."""
+        for outcome in self.run([job], options):
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.transcript is not None
+            return outcome.transcript
+        raise RuntimeError("no outcome")  # unreachable: run yields once per job
+
+
+def _internal(job: AudioJob, exc: Exception) -> InternalError:
+    error = InternalError(f"{type(exc).__name__}: {exc}", subject=job.uri)
+    error.__cause__ = exc
+    return error

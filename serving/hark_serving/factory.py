@@ -1,0 +1,54 @@
+"""Building the engine's parts from settings: the one place that reads them for it."""
+
+from __future__ import annotations
+
+from .asr import SenseVoice
+from .config import Settings
+from .engine import Engine, EngineSettings
+from .model_source import resolve_model
+from .pipeline import SegmentingSettings
+from .vad import FsmnDetector, SileroDetector, SpeechDetector, WholeFileDetector
+
+
+def segmenting(settings: Settings) -> SegmentingSettings:
+    return SegmentingSettings(
+        merge_seconds=settings.vad_merge_seconds,
+        max_segment_seconds=settings.max_segment_seconds,
+        max_audio_seconds=settings.max_audio_seconds,
+        spill_after_seconds=settings.spill_after_seconds,
+    )
+
+
+def build_detector(settings: Settings) -> SpeechDetector:
+    if settings.vad == "silero":
+        return SileroDetector(max_segment_seconds=settings.max_segment_seconds)
+    if settings.vad == "fsmn":
+        resolved = resolve_model(
+            settings.vad_model,
+            settings.model_cache,
+            store=settings.s3_store(),
+            hub=settings.model_hub,
+        )
+        return FsmnDetector(resolved.path, max_segment_seconds=settings.max_segment_seconds)
+    return WholeFileDetector()
+
+
+def build_recognizer(settings: Settings) -> SenseVoice:
+    resolved = resolve_model(
+        settings.model, settings.model_cache, store=settings.s3_store(), hub=settings.model_hub
+    )
+    return SenseVoice(
+        resolved.path, source=resolved.source, device=settings.device, threads=settings.threads
+    )
+
+
+def build_engine(settings: Settings) -> Engine:
+    return Engine(
+        build_recognizer(settings),
+        build_detector(settings),
+        EngineSettings(
+            batch_frames=settings.batch_frames,
+            max_batch_segments=settings.max_batch_segments,
+            segmenting=segmenting(settings),
+        ),
+    )

@@ -1,0 +1,167 @@
+"""Where model weights come from: a hub id, a local directory, or an s3:// prefix.
+
+Whatever the source, the result is a local directory in the published
+SenseVoiceSmall layout that funasr loads. Remote sources are copied once per
+node into the cache and reused:
+
+- hub ids go through ModelScope (or Hugging Face) snapshot downloads; when the
+  hub cannot be reached, a copy already in the cache is used;
+- `s3://bucket/prefix/` is copied object by object into a temporary directory,
+  checked against the listing (size and ETag), and renamed into place, with a
+  file lock so concurrent replicas on one node copy it once. A later start
+  re-lists the prefix and reuses the copy when nothing changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+from .storage.s3 import S3Store
+from .storage.uris import as_prefix, is_s3, parse_s3_uri
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("config.yaml", "model.pt")
+MANIFEST = ".hark-manifest.json"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    source: str  # what the user named, for results and logs
+
+
+def check_layout(path: Path, source: str) -> None:
+    """Fail early, naming the missing file, if `path` is not a model directory."""
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    conf = path / "configuration.json"
+    if conf.is_file():
+        metas = json.loads(conf.read_text()).get("file_path_metas", {})
+        for value in _leaf_values(metas):
+            if isinstance(value, str) and not (path / value).exists():
+                missing.append(value)
+    if missing:
+        raise ModelError(
+            f"{source}: not a SenseVoiceSmall model directory, missing {', '.join(missing)} "
+            f"in {path}"
+        )
+
+
+def _leaf_values(obj: object) -> Iterator[object]:
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _leaf_values(v)
+    else:
+        yield obj
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _cache_dir_for(cache: Path, kind: str, name: str) -> Path:
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return cache / kind / f"{slug}-{digest}"
+
+
+def from_s3(uri: str, cache: Path, store: S3Store) -> ResolvedModel:
+    prefix = as_prefix(parse_s3_uri(uri))
+    listing = {
+        o.key[len(prefix.key) :]: {"size": o.size, "etag": o.clean_etag}
+        for o in store.iter_objects(prefix)
+        if not o.key.endswith("/")
+    }
+    if not listing:
+        raise ModelError(f"{uri}: no objects under this prefix; upload the model directory there")
+    target = _cache_dir_for(cache, "s3", str(prefix))
+    with _locked(target.with_suffix(".lock")):
+        manifest = target / MANIFEST
+        if manifest.is_file() and json.loads(manifest.read_text()) == listing:
+            log.info("model %s: using the cached copy in %s", uri, target)
+            return ResolvedModel(target, uri)
+        tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=target.parent))
+        try:
+            for rel, expected in sorted(listing.items()):
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                got = store.download(prefix.join(rel), dest)
+                if got.size != expected["size"] or got.clean_etag != expected["etag"]:
+                    raise ModelError(
+                        f"{uri}{rel} changed while it was copied (size/ETag differ); retry"
+                    )
+                if dest.stat().st_size != expected["size"]:
+                    raise ModelError(f"{uri}{rel}: short read, copy incomplete; retry")
+            (tmp / MANIFEST).write_text(json.dumps(listing, sort_keys=True))
+            check_layout(tmp, uri)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("model %s: copied into %s", uri, target)
+    return ResolvedModel(target, uri)
+
+
+def from_hub(model_id: str, cache: Path, hub: str = "ms") -> ResolvedModel:
+    hub_cache = cache / "hub" / hub
+    try:
+        path = _snapshot(model_id, hub_cache, hub, local_only=False)
+    except Exception as online_error:  # hubs raise many kinds of errors
+        log.warning(
+            "model %s: hub not reachable (%s); trying the local cache", model_id, online_error
+        )
+        try:
+            path = _snapshot(model_id, hub_cache, hub, local_only=True)
+        except Exception as exc:
+            raise ModelError(
+                f"{model_id}: cannot download it ({online_error}) and no copy is cached in "
+                f"{hub_cache}; set HARK_MODEL to a local directory or an s3:// copy"
+            ) from exc
+    check_layout(path, model_id)
+    return ResolvedModel(path, model_id)
+
+
+def _snapshot(model_id: str, cache: Path, hub: str, local_only: bool) -> Path:
+    if hub == "hf":
+        from huggingface_hub import snapshot_download as hf_snapshot
+
+        return Path(hf_snapshot(model_id, cache_dir=str(cache), local_files_only=local_only))
+    from modelscope.hub.snapshot_download import snapshot_download
+
+    return Path(snapshot_download(model_id, cache_dir=str(cache), local_files_only=local_only))
+
+
+def resolve_model(
+    ref: str, cache: Path, *, store: S3Store | None = None, hub: str = "ms"
+) -> ResolvedModel:
+    """A local model directory for `ref` (hub id, local path or s3:// prefix)."""
+    if is_s3(ref):
+        if store is None:
+            raise ModelError(f"{ref}: an s3:// model needs S3 settings")
+        return from_s3(ref, cache, store)
+    local = Path(ref).expanduser()
+    if local.exists() or ref.startswith((".", "/", "~")):
+        if not local.is_dir():
+            raise ModelError(f"{ref}: no such model directory")
+        check_layout(local, ref)
+        return ResolvedModel(local.resolve(), ref)
+    return from_hub(ref, cache, hub)

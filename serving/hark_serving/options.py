@@ -1,0 +1,47 @@
+"""What a caller may ask of one transcription: the options every transport shares."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Language = Literal["auto", "zh", "en", "yue", "ja", "ko"]
+Timestamps = Literal["segment", "word"]
+Channels = Literal["mix", "split"]
+OutputFormat = Literal["json", "srt", "vtt", "txt"]
+
+LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")
+OUTPUT_FORMATS: tuple[str, ...] = ("json", "srt", "vtt", "txt")
+
+
+class TranscribeOptions(BaseModel):
+    """Per-request decoding options (the `options` block of a result)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: Language = Field("auto", description="Spoken language, or auto to detect.")
+    use_itn: bool = Field(True, description="Inverse text normalisation: digits, punctuation.")
+    timestamps: Timestamps = Field("segment", description="Segment times, or per-word times too.")
+    channels: Channels = Field(
+        "mix", description="mix: one transcript of all channels; split: one per channel."
+    )
+
+    def batch_key(self) -> tuple[str, bool, bool]:
+        """Segments that share this key can run through the model in one batch."""
+        return (self.language, self.use_itn, self.timestamps == "word")
+
+
+def parse_formats(value: str | list[str] | tuple[str, ...]) -> tuple[OutputFormat, ...]:
+    """`json,srt` or a list → validated tuple, json always first (it is always written)."""
+    from .errors import InvalidOption
+
+    items = value.split(",") if isinstance(value, str) else list(value)
+    wanted = [i.strip().lower() for i in items if i.strip()]
+    unknown = [i for i in wanted if i not in OUTPUT_FORMATS]
+    if unknown:
+        raise InvalidOption(
+            f"unknown output format {', '.join(unknown)}; choose from {', '.join(OUTPUT_FORMATS)}"
+        )
+    ordered = ["json"] + [f for f in OUTPUT_FORMATS if f in wanted and f != "json"]
+    return tuple(ordered)  # type: ignore[arg-type]

@@ -1,0 +1,199 @@
+"""The two ends of transcribing one file, around the model call.
+
+`prepare` decodes a file and plans its segments (CPU work, no model);
+`assemble` turns the model's raw outputs for those segments into a
+`hark.transcript/v1` result. The embedded engine and the Serve workers both
+use them; only how segments reach the model differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .asr import DecodeRequest, Recognized, encoder_frames
+from .audio import DecodedAudio, decode_audio
+from .options import TranscribeOptions
+from .schema import (
+    ModelInfo,
+    ResultOptions,
+    Segment,
+    Source,
+    Timing,
+    Transcript,
+    Word,
+)
+from .summary import summarize
+from .tags import parse_rich_text
+from .vad import PlannedSegment, SpeechDetector, plan_segments
+
+
+@dataclass(frozen=True)
+class SegmentingSettings:
+    merge_seconds: float = 15.0
+    max_segment_seconds: float = 30.0
+    max_audio_seconds: float | None = None
+    spill_after_seconds: float = 600.0
+    spill_dir: Path | None = None
+
+
+@dataclass
+class SegmentWork:
+    """One segment of one channel, with lazy access to its samples."""
+
+    channel: int | None
+    plan: PlannedSegment
+    audio: np.ndarray = field(repr=False)
+
+    def samples(self) -> np.ndarray:
+        return self.plan.samples(self.audio)
+
+    @property
+    def frames(self) -> int:
+        span_ms = self.plan.span_end_ms - self.plan.span_start_ms
+        return encoder_frames(span_ms * 16)
+
+
+@dataclass
+class PreparedFile:
+    source: Source
+    options: TranscribeOptions
+    segments: list[SegmentWork]
+    audio: DecodedAudio = field(repr=False)
+    decode_s: float = 0.0
+    vad_s: float = 0.0
+
+    def request(self) -> DecodeRequest:
+        return DecodeRequest(
+            self.options.language, self.options.use_itn, self.options.timestamps == "word"
+        )
+
+    def close(self) -> None:
+        self.audio.close()
+
+
+def prepare(
+    source: str | Path | BinaryIO,
+    *,
+    uri: str,
+    options: TranscribeOptions,
+    detector: SpeechDetector,
+    settings: SegmentingSettings,
+    etag: str | None = None,
+    size: int | None = None,
+) -> PreparedFile:
+    """Decode `source` and cut it into segments. Raises InputError for bad audio."""
+    split = options.channels == "split"
+    audio = decode_audio(
+        source,
+        name=uri,
+        split_channels=split,
+        max_seconds=settings.max_audio_seconds,
+        spill_after_seconds=settings.spill_after_seconds,
+        spill_dir=settings.spill_dir,
+    )
+    try:
+        started = time.perf_counter()
+        segments: list[SegmentWork] = []
+        for index, channel_audio in enumerate(audio.channels):
+            regions = detector.detect(channel_audio)
+            for plan in plan_segments(
+                regions,
+                merge_seconds=settings.merge_seconds,
+                max_segment_seconds=settings.max_segment_seconds,
+            ):
+                segments.append(SegmentWork(index if split else None, plan, channel_audio))
+        vad_s = time.perf_counter() - started
+    except BaseException:
+        audio.close()
+        raise
+    if size is None and isinstance(source, (str, Path)):
+        size = Path(source).stat().st_size
+    info = audio.info
+    return PreparedFile(
+        source=Source(
+            uri=uri,
+            etag=etag,
+            bytes=size,
+            format=info.format,
+            duration=info.duration,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+        ),
+        options=options,
+        segments=segments,
+        audio=audio,
+        decode_s=audio.decode_seconds,
+        vad_s=vad_s,
+    )
+
+
+def _segment(work: SegmentWork, result: Recognized) -> Segment:
+    parsed = parse_rich_text(result.raw)
+    offset = work.plan.span_start_ms / 1000
+    words = None
+    if result.words is not None:
+        words = [
+            Word(text=w.text, start=round(offset + w.start, 3), end=round(offset + w.end, 3))
+            for w in result.words
+        ]
+    return Segment(
+        id=0,
+        start=work.plan.speech_start_ms / 1000,
+        end=work.plan.speech_end_ms / 1000,
+        channel=work.channel,
+        language=parsed.language,
+        emotion=parsed.emotion,
+        events=list(parsed.events),
+        text=parsed.text,
+        raw=result.raw,
+        words=words,
+    )
+
+
+def assemble(
+    prepared: PreparedFile,
+    results: Sequence[Recognized],
+    *,
+    model: ModelInfo,
+    asr_seconds: float,
+) -> Transcript:
+    """Build the result for `prepared` from one `Recognized` per segment, in order."""
+    if len(results) != len(prepared.segments):
+        raise ValueError(f"{len(prepared.segments)} segments but {len(results)} results")
+    segments = [_segment(w, r) for w, r in zip(prepared.segments, results, strict=True)]
+    segments.sort(key=lambda s: (s.start, s.channel or 0))
+    for i, seg in enumerate(segments):
+        seg.id = i
+    summary = summarize(segments)
+    spoken = Counter({k: v for k, v in summary.languages.items() if k != "nospeech"})
+    language = spoken.most_common(1)[0][0] if spoken else None
+    duration = prepared.source.duration
+    total = prepared.decode_s + prepared.vad_s + asr_seconds
+    opts = prepared.options
+    return Transcript(
+        source=prepared.source,
+        model=model,
+        options=ResultOptions(
+            language=opts.language,
+            use_itn=opts.use_itn,
+            timestamps=opts.timestamps,
+            channels=opts.channels,
+        ),
+        language=language,
+        text=" ".join(s.text for s in segments if s.text),
+        segments=segments,
+        summary=summary,
+        timing=Timing(
+            decode_s=round(prepared.decode_s, 4),
+            vad_s=round(prepared.vad_s, 4),
+            asr_s=round(asr_seconds, 4),
+            rtf=round(total / duration, 4) if duration > 0 else 0.0,
+        ),
+    )
