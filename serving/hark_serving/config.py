@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 from .options import Channels, Language, Timestamps
-from .storage.s3 import S3Settings, S3Store
+from .storage.profiles import StorageProfile, StorageProfiles
+from .storage.s3 import S3Store
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
     allowed_buckets: list[str] = Field(
         default_factory=list, description="When set, only these buckets may be read or written."
     )
+    storage_profiles: Path | None = Field(
+        None,
+        description="YAML file of named S3 storage profiles; without it one `default` profile "
+        "is built from the HARK_S3_* settings and the AWS environment.",
+    )
 
     # HTTP
     api_token: str | None = Field(
@@ -102,16 +108,19 @@ class Settings(BaseSettings):
             return [b.strip() for b in value.split(",") if b.strip()]
         return value
 
-    def s3_store(self) -> S3Store:
-        """The object store these settings describe (credentials from the usual AWS chain)."""
-        return S3Store(
-            S3Settings(
-                endpoint_url=self.s3_endpoint_url,
-                region=self.s3_region,
-                addressing_style=self.s3_addressing_style,
-            ),
-            allowed_buckets=self.allowed_buckets,
+    def profiles(self) -> StorageProfiles:
+        """The storage profiles of this process (see `storage.profiles`)."""
+        fallback = StorageProfile(
+            endpointUrl=self.s3_endpoint_url,
+            region=self.s3_region,
+            addressingStyle=self.s3_addressing_style,
+            allowedBuckets=tuple(self.allowed_buckets),
         )
+        return StorageProfiles.load(self.storage_profiles, fallback)
+
+    def s3_store(self) -> S3Store:
+        """The default profile's object store."""
+        return self.profiles().store(None)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -170,6 +170,18 @@ class S3Store:
             raise err from exc
         return ObjectInfo(uri.key, int(r["ContentLength"]), str(r["ETag"]), r.get("LastModified"))
 
+    def head_metadata(self, uri: S3Uri) -> dict[str, str] | None:
+        """The user metadata of an object (`x-amz-meta-*`), or None if it does not exist."""
+        self.check_allowed(uri)
+        try:
+            r = self.client.head_object(Bucket=uri.bucket, Key=uri.key)
+        except (ClientError, BotoCoreError) as exc:
+            err = _translate(exc, str(uri))
+            if isinstance(err, ObjectNotFound):
+                return None
+            raise err from exc
+        return {str(k).lower(): str(v) for k, v in (r.get("Metadata") or {}).items()}
+
     def download(self, uri: S3Uri, dest: Path) -> ObjectInfo:
         """Copy an object to `dest`; returns what was read (size, ETag)."""
         self.check_allowed(uri)

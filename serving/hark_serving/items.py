@@ -1,0 +1,240 @@
+"""One S3 object in, its transcript objects out: the work behind `POST /v1/items`.
+
+The operator names an input object and an output base; outputs are
+`<output_uri>.json` (+ `.srt`, `.vtt`, `.txt`), or `<output_uri>.error.json`
+when the input cannot be transcribed. Processing is idempotent: an input whose
+JSON output already records its ETag (object metadata `hark-source-etag`) is
+skipped. Every object is written with one PUT, JSON last, so a visible JSON
+means the whole result is there.
+
+`ItemRunner.begin` does the CPU work before the model (checks, download,
+decode, VAD) and `finish` the work after it; the caller runs the model in
+between, in-process or on a Serve Transcriber.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .asr import Recognized
+from .batch import SOURCE_ETAG_METADATA
+from .errors import HarkError, InputError, InvalidUri, ObjectNotFound
+from .options import OutputFormat, TranscribeOptions
+from .pipeline import PreparedFile, SegmentingSettings, assemble, prepare
+from .schema import ModelInfo, utc_now, validate_result
+from .storage.profiles import StorageProfiles
+from .storage.s3 import S3Store
+from .storage.uris import S3Uri, parse_s3_uri
+from .vad import SpeechDetector
+from .writers import CONTENT_TYPES, render
+
+log = logging.getLogger(__name__)
+
+
+class ItemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_uri: str = Field(description="s3://bucket/key of one audio object.")
+    output_uri: str = Field(
+        description="Output base: results go to <output_uri>.json, .srt, .vtt, .txt, .error.json."
+    )
+    formats: list[OutputFormat] = Field(default_factory=lambda: ["json"])
+    options: TranscribeOptions = Field(default_factory=TranscribeOptions)
+    job: str | None = Field(None, description="namespace/name of the job, for logs and metrics.")
+    profile: str | None = Field(None, description="Storage profile; the default one when unset.")
+    overwrite: bool = False
+    attempt: int = Field(1, ge=1, description="1 for the first try; recorded in .error.json.")
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+
+
+class ItemResult(BaseModel):
+    status: Literal["succeeded", "skipped", "failed"]
+    input_uri: str
+    output_uri: str
+    etag: str | None = None
+    audio_seconds: float = 0.0
+    error: ItemError | None = None
+    retryable: bool = False
+
+
+@dataclass
+class Started:
+    """An item past decoding and VAD, waiting for the model."""
+
+    request: ItemRequest
+    store: S3Store
+    output: S3Uri
+    prepared: PreparedFile
+
+
+def _formats(req: ItemRequest) -> list[str]:
+    wanted = list(dict.fromkeys(["json", *req.formats]))
+    return [f for f in wanted if f != "json"] + ["json"]
+
+
+class ItemRunner:
+    def __init__(
+        self,
+        profiles: StorageProfiles,
+        detector: SpeechDetector,
+        segmenting: SegmentingSettings,
+        spill_dir: Path | None = None,
+    ) -> None:
+        self.profiles = profiles
+        self.detector = detector
+        self.segmenting = segmenting
+        self.spill_dir = spill_dir
+
+    def _locate(self, req: ItemRequest) -> tuple[S3Store, S3Uri, S3Uri]:
+        store = self.profiles.store(req.profile)
+        source, output = parse_s3_uri(req.input_uri), parse_s3_uri(req.output_uri)
+        if source.is_prefix or output.is_prefix:
+            raise InvalidUri("input_uri and output_uri must name objects, not prefixes")
+        store.check_allowed(source)
+        store.check_allowed(output)
+        return store, source, output
+
+    def begin(self, req: ItemRequest) -> ItemResult | Started:
+        """Checks, skip-if-current, download, decode and VAD; raises HarkError."""
+        store, source, output = self._locate(req)
+        head = store.head(source)
+        if head is None:
+            raise ObjectNotFound(
+                "the input object does not exist (deleted?)", subject=req.input_uri
+            )
+        if not req.overwrite and self.is_current(store, output, head.clean_etag):
+            return ItemResult(
+                status="skipped",
+                input_uri=req.input_uri,
+                output_uri=f"{output}.json",
+                etag=head.clean_etag,
+            )
+        suffix = Path(source.key).suffix[:16]
+        with tempfile.NamedTemporaryFile(
+            prefix="hark-item-", suffix=suffix, dir=self.spill_dir
+        ) as tmp:
+            got = store.download(source, Path(tmp.name))
+            prepared = prepare(
+                tmp.name,
+                uri=req.input_uri,
+                options=req.options,
+                detector=self.detector,
+                settings=self.segmenting,
+                etag=got.clean_etag,
+                size=got.size,
+            )
+        return Started(req, store, output, prepared)
+
+    @staticmethod
+    def is_current(store: S3Store, output: S3Uri, etag: str) -> bool:
+        info = store.head_metadata(S3Uri(output.bucket, output.key + ".json"))
+        return info is not None and info.get(SOURCE_ETAG_METADATA) == etag
+
+    def finish(
+        self,
+        started: Started,
+        results: Sequence[Recognized],
+        *,
+        model: ModelInfo,
+        asr_seconds: float,
+    ) -> ItemResult:
+        """Assemble and write the outputs (JSON last); closes the prepared audio."""
+        req, store, output = started.request, started.store, started.output
+        try:
+            transcript = assemble(started.prepared, results, model=model, asr_seconds=asr_seconds)
+        finally:
+            started.prepared.close()
+        validate_result(transcript.to_json_dict())
+        etag = transcript.source.etag or ""
+        for fmt in _formats(req):
+            store.put_bytes(
+                S3Uri(output.bucket, f"{output.key}.{fmt}"),
+                render(transcript, fmt).encode(),
+                CONTENT_TYPES[fmt] + "; charset=utf-8",
+                {SOURCE_ETAG_METADATA: etag},
+            )
+        error_key = S3Uri(output.bucket, f"{output.key}.error.json")
+        if store.head(error_key) is not None:
+            store.delete(error_key)
+        return ItemResult(
+            status="succeeded",
+            input_uri=req.input_uri,
+            output_uri=f"{output}.json",
+            etag=etag,
+            audio_seconds=transcript.source.duration,
+        )
+
+    def fail(self, req: ItemRequest, error: HarkError, *, final: bool | None = None) -> ItemResult:
+        """Report a failure; a permanent one (or the last attempt) leaves `.error.json`."""
+        permanent = isinstance(error, InputError)
+        record = permanent if final is None else final
+        output_json = f"{req.output_uri}.json"
+        etag = None
+        if record:
+            try:
+                store, source, output = self._locate(req)
+                head = store.head(source)
+                etag = head.clean_etag if head else None
+                write_error_object(store, output, req, error, etag)
+            except HarkError as exc:
+                log.warning("%s: could not record the failure: %s", req.input_uri, exc)
+        return ItemResult(
+            status="failed",
+            input_uri=req.input_uri,
+            output_uri=output_json,
+            etag=etag,
+            error=ItemError(code=error.code, message=str(error)),
+            retryable=error.transient and not record,
+        )
+
+
+def write_error_object(
+    store: S3Store, output: S3Uri, req: ItemRequest, error: HarkError, etag: str | None
+) -> None:
+    doc = {
+        "code": error.code,
+        "message": str(error),
+        "attempts": req.attempt,
+        "source": {"uri": req.input_uri, "etag": etag},
+        "job": req.job,
+        "created_at": utc_now(),
+    }
+    store.put_bytes(
+        S3Uri(output.bucket, f"{output.key}.error.json"),
+        (json.dumps(doc, indent=2) + "\n").encode(),
+        "application/json",
+        {SOURCE_ETAG_METADATA: etag or ""},
+    )
+
+
+def run_item(
+    runner: ItemRunner,
+    req: ItemRequest,
+    recognize: Callable[[PreparedFile], tuple[list[Recognized], float]],
+    model: ModelInfo,
+) -> ItemResult:
+    """The whole item in one thread: for the embedded mode and tests."""
+    try:
+        started = runner.begin(req)
+        if isinstance(started, ItemResult):
+            return started
+        try:
+            results, asr_seconds = recognize(started.prepared)
+        except BaseException:
+            started.prepared.close()
+            raise
+        return runner.finish(started, results, model=model, asr_seconds=asr_seconds)
+    except HarkError as exc:
+        return runner.fail(req, exc)
