@@ -1,3 +1,8 @@
-"""Root test configuration: the real test environment is a pytest plugin in tests/env."""
+"""Root test configuration.
 
-pytest_plugins = ["tests.env.pytest_plugin"]
+The real test environment (API server, etcd, MinIO, Ray) lives in the
+tests.env plugin; model and audio fixtures in tests.fixtures. Nothing starts
+unless a test asks for it.
+"""
+
+pytest_plugins = ["tests.env.pytest_plugin", "tests.fixtures.pytest_plugin"]

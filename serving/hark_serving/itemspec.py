@@ -1,0 +1,39 @@
+"""The `POST /v1/items` request and response: light models the operator imports too."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .options import OutputFormat, TranscribeOptions
+
+
+class ItemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_uri: str = Field(description="s3://bucket/key of one audio object.")
+    output_uri: str = Field(
+        description="Output base: results go to <output_uri>.json, .srt, .vtt, .txt, .error.json."
+    )
+    formats: list[OutputFormat] = Field(default_factory=lambda: ["json"])
+    options: TranscribeOptions = Field(default_factory=TranscribeOptions)
+    job: str | None = Field(None, description="namespace/name of the job, for logs and metrics.")
+    profile: str | None = Field(None, description="Storage profile; the default one when unset.")
+    overwrite: bool = False
+    attempt: int = Field(1, ge=1, description="1 for the first try; recorded in .error.json.")
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+
+
+class ItemResult(BaseModel):
+    status: Literal["succeeded", "skipped", "failed"]
+    input_uri: str
+    output_uri: str
+    etag: str | None = None
+    audio_seconds: float = 0.0
+    error: ItemError | None = None
+    retryable: bool = False
