@@ -8,10 +8,11 @@ and the value it had.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from .errors import ConfigError
 from .options import Channels, Language, Timestamps
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     )
     s3_region: str | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    allowed_buckets: list[str] = Field(
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="When set, only these buckets may be read or written."
     )
     storage_profiles: Path | None = Field(
@@ -127,11 +128,16 @@ def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with `overrides` (CLI flags) on top."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except SettingsError as exc:
+        raise ConfigError(f"{exc} ({exc.__cause__})") from exc
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
+            flag = field.replace("_", "-")
             problems.append(
-                f"HARK_{field.upper()}={err.get('input')!r}: {err['msg']}" if field else err["msg"]
+                f"{field} (--{flag} / HARK_{field.upper()}) = {err.get('input')!r}: {err['msg']}"
+                if field
+                else err["msg"]
             )
         raise ConfigError("; ".join(problems)) from exc

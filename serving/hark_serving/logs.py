@@ -27,6 +27,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+class _QuietLibraries(logging.Filter):
+    """funasr logs through the root logger at INFO/WARNING for routine steps; keep its errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "/funasr/" not in record.pathname
+
+
 def setup_logging(level: str | None = None, json_logs: bool | None = None) -> None:
     """Configure the root logger once; `HARK_LOG_LEVEL` and `HARK_LOG_FORMAT` override."""
     level = (level or os.environ.get("HARK_LOG_LEVEL") or "INFO").upper()
@@ -34,6 +41,7 @@ def setup_logging(level: str | None = None, json_logs: bool | None = None) -> No
     if json_logs is None:
         json_logs = fmt == "json" or (fmt != "text" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_QuietLibraries())
     handler.setFormatter(
         JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s: %(message)s")
     )
@@ -41,5 +49,5 @@ def setup_logging(level: str | None = None, json_logs: bool | None = None) -> No
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that log at INFO for every call drown a run's own messages.
-    for noisy in ("botocore", "urllib3", "modelscope", "root"):
+    for noisy in ("botocore", "urllib3", "modelscope"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

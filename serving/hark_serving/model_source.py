@@ -4,8 +4,8 @@ Whatever the source, the result is a local directory in the published
 SenseVoiceSmall layout that funasr loads. Remote sources are copied once per
 node into the cache and reused:
 
-- hub ids go through ModelScope (or Hugging Face) snapshot downloads; when the
-  hub cannot be reached, a copy already in the cache is used;
+- hub ids go through ModelScope (or Hugging Face) snapshot downloads; a copy
+  already in the cache is used without asking the hub;
 - `s3://bucket/prefix/` is copied object by object into a temporary directory,
   checked against the listing (size and ETag), and renamed into place, with a
   file lock so concurrent replicas on one node copy it once. A later start
@@ -123,18 +123,17 @@ def from_s3(uri: str, cache: Path, store: S3Store) -> ResolvedModel:
 
 def from_hub(model_id: str, cache: Path, hub: str = "ms") -> ResolvedModel:
     hub_cache = cache / "hub" / hub
+    # A copy already on this node wins: replicas must start when the hub is slow or down.
     try:
-        path = _snapshot(model_id, hub_cache, hub, local_only=False)
-    except Exception as online_error:  # hubs raise many kinds of errors
-        log.warning(
-            "model %s: hub not reachable (%s); trying the local cache", model_id, online_error
-        )
+        path = _snapshot(model_id, hub_cache, hub, local_only=True)
+    except Exception:  # hubs raise many kinds of "not cached"
+        log.info("model %s: not cached in %s; downloading", model_id, hub_cache)
         try:
-            path = _snapshot(model_id, hub_cache, hub, local_only=True)
+            path = _snapshot(model_id, hub_cache, hub, local_only=False)
         except Exception as exc:
             raise ModelError(
-                f"{model_id}: cannot download it ({online_error}) and no copy is cached in "
-                f"{hub_cache}; set HARK_MODEL to a local directory or an s3:// copy"
+                f"{model_id}: not cached in {hub_cache} and the download failed ({exc}); "
+                "set HARK_MODEL to a local directory or an s3:// copy"
             ) from exc
     check_layout(path, model_id)
     return ResolvedModel(path, model_id)

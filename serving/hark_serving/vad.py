@@ -16,6 +16,7 @@ the speech inside it rather than of the span around it. Regions longer than
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,13 @@ class SileroDetector:
         if model is None:
             from silero_vad import load_silero_vad
 
-            model = self._local.model = load_silero_vad()
+            with warnings.catch_warnings():
+                # The package ships a TorchScript model; torch's deprecation of
+                # jit.load is the package's to act on, not something users can fix.
+                warnings.filterwarnings(
+                    "ignore", "`torch.jit.load` is deprecated", DeprecationWarning
+                )
+                model = self._local.model = load_silero_vad()
         return model
 
     def detect(self, samples: np.ndarray) -> list[Region]:

@@ -61,7 +61,7 @@ class RunProgress:
         self.progress.advance(self.task)
 
     def note(self, message: str) -> None:
-        self.progress.console.print(message, highlight=False)
+        self.progress.console.print(message, highlight=False, soft_wrap=True)
 
 
 def _hms(seconds: float) -> str:

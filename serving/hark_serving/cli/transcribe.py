@@ -104,7 +104,7 @@ def transcribe(
         refs = gather_inputs(paths, store, include or [], exclude or [])
         planned = plan(refs, destination, wanted, overwrite)
     except HarkError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
     if not refs:
@@ -115,6 +115,7 @@ def transcribe(
         f"{len(planned.skipped)} already current"
         + (f", {len(planned.rerendered)} re-rendered" if planned.rerendered else ""),
         highlight=False,
+        soft_wrap=True,
     )
     if not planned.todo:
         return
@@ -125,7 +126,7 @@ def transcribe(
         with console.status(f"loading {settings.model} ..."):
             engine = build_engine(settings)
     except HarkError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
     with RunProgress(console, len(planned.todo), enabled=not quiet) as bar:
@@ -144,10 +145,11 @@ def transcribe(
         f"done: {report.succeeded} transcribed ({report.audio_seconds:.1f} s of audio), "
         f"{len(planned.skipped)} skipped, {len(report.failures)} failed → {out}",
         highlight=False,
+        soft_wrap=True,
     )
     if report.failures:
         console.print("[red]failed files:[/red]")
         for f in report.failures:
-            console.print(f"  {f.uri}: {f.code}: {f.message}", highlight=False)
+            console.print(f"  {f.uri}: {f.code}: {f.message}", highlight=False, soft_wrap=True)
         sys.stderr.flush()
         raise typer.Exit(EXIT_FAILURES)

@@ -1,0 +1,154 @@
+"""`hark transcribe`: outputs, skipping current work, errors by name, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hark_serving.cli.main import app
+from hark_serving.schema import validate_result
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, audio_dir: Path) -> Path:
+    root = tmp_path / "in"
+    (root / "calls" / "2026").mkdir(parents=True)
+    shutil.copy(audio_dir / "one_sentence_16k.wav", root / "a.wav")
+    shutil.copy(audio_dir / "speech_en.mp3", root / "calls" / "2026" / "b.mp3")
+    shutil.copy(audio_dir / "silence_10s.wav", root / "calls" / "quiet.wav")
+    (root / "notes.txt").write_text("not audio, and not picked up by the default globs")
+    return root
+
+
+def run(args: list[str], model: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["transcribe", *args, "--model", str(model), "--quiet"])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output + (result.stderr or "")
+
+
+def test_it_transcribes_a_tree_keeping_relative_paths_in_every_format(
+    inputs: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    code, text = run(
+        [str(inputs), "--out", str(out), "--formats", "json,srt,vtt,txt"], tiny_model_dir
+    )
+    assert code == 0, text
+    produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert produced == sorted(
+        f"{rel}.{fmt}"
+        for rel in ("a.wav", "calls/2026/b.mp3", "calls/quiet.wav")
+        for fmt in ("json", "srt", "vtt", "txt")
+    )
+    doc = json.loads((out / "calls/2026/b.mp3.json").read_text())
+    validate_result(doc)
+    assert doc["source"]["uri"] == str((inputs / "calls/2026/b.mp3").resolve())
+    assert (out / "a.wav.vtt").read_text().startswith("WEBVTT\n")
+    quiet = json.loads((out / "calls/quiet.wav.json").read_text())
+    assert quiet["segments"] == [] and quiet["summary"]["flags"] == ["no_speech"]
+    assert "3 transcribed" in text
+
+
+def test_current_outputs_are_skipped_and_changed_inputs_redone(
+    inputs: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run([str(inputs), "--out", str(out)], tiny_model_dir)[0] == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+
+    code, text = run([str(inputs), "--out", str(out)], tiny_model_dir)
+    assert code == 0 and "0 to transcribe, 3 already current" in text
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before
+
+    os.utime(inputs / "a.wav", ns=(1, 1))  # a changed input has a new fingerprint
+    code, text = run([str(inputs), "--out", str(out)], tiny_model_dir)
+    assert "1 to transcribe, 2 already current" in text
+
+    code, text = run([str(inputs), "--out", str(out), "--overwrite"], tiny_model_dir)
+    assert "3 to transcribe" in text
+
+
+def test_missing_formats_are_rendered_from_the_current_json_without_the_model(
+    inputs: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    run([str(inputs / "a.wav"), "--out", str(out)], tiny_model_dir)
+    json_before = (out / "a.wav.json").read_bytes()
+    code, text = run(
+        [str(inputs / "a.wav"), "--out", str(out), "--formats", "srt", "--model", "/nonexistent"],
+        tiny_model_dir,
+    )
+    assert code == 0 and "1 re-rendered" in text
+    assert (out / "a.wav.srt").exists()
+    assert (out / "a.wav.json").read_bytes() == json_before
+
+
+def test_a_broken_file_is_named_recorded_and_the_run_continues(
+    inputs: Path, tmp_path: Path, tiny_model_dir: Path, audio_dir: Path
+) -> None:
+    shutil.copy(audio_dir / "broken_truncated.mp3", inputs / "cut.mp3")
+    shutil.copy(audio_dir / "broken_not_audio.mp3", inputs / "calls" / "fake.mp3")
+    out = tmp_path / "out"
+    code, text = run([str(inputs), "--out", str(out)], tiny_model_dir)
+    assert code == 1
+    assert "cut.mp3: truncated_audio" in text and "fake.mp3: unsupported_format" in text
+    err = json.loads((out / "cut.mp3.error.json").read_text())
+    assert err["code"] == "truncated_audio" and err["attempts"] == 1
+    assert (out / "a.wav.json").exists() and (out / "calls/2026/b.mp3.json").exists()
+
+    # Fixed upstream: the next run transcribes it and drops the stale error.
+    shutil.copy(audio_dir / "speech_en.mp3", inputs / "cut.mp3")
+    code, _ = run([str(inputs / "cut.mp3"), "--out", str(out)], tiny_model_dir)
+    assert code == 0
+    assert (out / "cut.mp3.json").exists() and not (out / "cut.mp3.error.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--language", "fr"], "--language / HARK_LANGUAGE"),
+        (["--formats", "json,docx"], "unknown output format docx"),
+        (["--vad", "webrtc"], "--vad / HARK_VAD"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message_naming_them(
+    args: list[str], message: str, inputs: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    code, text = run([str(inputs), "--out", str(tmp_path / "o"), *args], tiny_model_dir)
+    assert code == 2 and message in text
+
+
+def test_a_missing_input_path_is_named(tmp_path: Path, tiny_model_dir: Path) -> None:
+    code, text = run([str(tmp_path / "nope"), "--out", str(tmp_path / "o")], tiny_model_dir)
+    assert code == 2 and "nope" in text
+
+
+def test_the_installed_entry_point_runs_the_embedded_default(
+    inputs: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    hark = Path(sys.executable).with_name("hark")
+    proc = subprocess.run(
+        [str(hark), "transcribe", str(inputs / "a.wav"), "--out", str(out), "--timestamps", "word"],
+        env={**os.environ, "HARK_MODEL": str(tiny_model_dir), "HARK_DEVICE": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "a.wav.json").read_text())
+    assert doc["options"]["timestamps"] == "word"
+    assert doc["model"] == {
+        "name": "SenseVoiceSmall",
+        "source": str(tiny_model_dir),
+        "device": "cpu",
+        "dtype": "float32",
+    }

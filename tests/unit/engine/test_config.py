@@ -1,0 +1,54 @@
+"""Settings: HARK_* environment, CLI overrides on top, errors that quote the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hark_serving.config import load_settings
+from hark_serving.errors import ConfigError, InvalidOption
+
+
+def test_environment_then_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARK_VAD", "none")
+    monkeypatch.setenv("HARK_ALLOWED_BUCKETS", "calls-in, calls-out")
+    monkeypatch.setenv("HARK_BATCH_FRAMES", "9000")
+    s = load_settings(vad=None, batch_frames=1200)
+    assert (s.vad, s.batch_frames) == ("none", 1200)
+    assert s.allowed_buckets == ["calls-in", "calls-out"]
+    assert s.s3_store().allowed_buckets == {"calls-in", "calls-out"}
+
+
+def test_a_bad_value_names_the_variable_and_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARK_MAX_SEGMENT_SECONDS", "0.5")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "HARK_MAX_SEGMENT_SECONDS" in str(err.value) and "'0.5'" in str(err.value)
+
+
+def test_storage_profiles_come_from_the_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.yaml"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "AWS_ACCESS_KEY_ID").write_text("AKIA\n")
+    (creds / "AWS_SECRET_ACCESS_KEY").write_text("s3cr3t\n")
+    path.write_text(
+        "default: minio\nprofiles:\n  minio:\n    endpointUrl: http://minio:9000\n"
+        f"    allowedBuckets: [in, out]\n    credentialsDir: {creds}\n  aws:\n    region: eu-west-1\n"
+    )
+    profiles = load_settings(storage_profiles=path).profiles()
+    assert profiles.names == ["aws", "minio"]
+    store = profiles.store(None)
+    assert store.settings.endpoint_url == "http://minio:9000"
+    assert store.settings.access_key_id == "AKIA" and store.settings.secret_access_key == "s3cr3t"
+    assert store.allowed_buckets == {"in", "out"}
+    with pytest.raises(InvalidOption, match="unknown storage profile 'gcs'"):
+        profiles.store("gcs")
+
+
+def test_a_profiles_file_with_unknown_keys_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("profiles:\n  default:\n    endpoint: http://typo\n")
+    with pytest.raises(ConfigError, match="endpoint"):
+        load_settings(storage_profiles=path).profiles()

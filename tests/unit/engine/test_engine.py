@@ -1,0 +1,117 @@
+"""The embedded engine: every format, channel layouts, words, errors that lose nothing."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+
+from hark_serving.engine import AudioJob, Engine
+from hark_serving.options import TranscribeOptions
+from hark_serving.schema import validate_result
+from tests.fixtures import audio as fixtures
+
+
+def job(path: Path) -> AudioJob:
+    return AudioJob(uri=str(path), open=lambda: nullcontext(path), size=path.stat().st_size)
+
+
+def test_every_format_and_layout_transcribes_to_a_valid_result(
+    engine: Engine, audio_dir: Path, corpus: dict[str, fixtures.AudioSpec]
+) -> None:
+    names = fixtures.good_files()
+    outcomes = {
+        o.job.uri: o for o in engine.run([job(audio_dir / n) for n in names], TranscribeOptions())
+    }
+    assert set(outcomes) == {str(audio_dir / n) for n in names}
+    for name in names:
+        outcome = outcomes[str(audio_dir / name)]
+        assert outcome.error is None, f"{name}: {outcome.error}"
+        t = outcome.transcript
+        assert t is not None
+        validate_result(t.to_json_dict())
+        spec = corpus[name]
+        assert abs(t.source.duration - spec.duration) < 0.15, name
+        assert (t.source.sample_rate, t.source.channels) == (spec.sample_rate, spec.channels)
+        assert t.source.format == Path(name).suffix.lstrip(".")
+        for seg in t.segments:
+            assert 0 <= seg.start < seg.end <= t.source.duration + 0.05
+        if name.startswith("silence"):
+            assert t.segments == [] and t.summary.flags == ["no_speech"] and t.text == ""
+        else:
+            assert t.segments, f"{name}: speech was found"
+
+
+def test_split_channels_transcribe_each_speaker_separately(engine: Engine, audio_dir: Path) -> None:
+    t = engine.transcribe(
+        job(audio_dir / "call_stereo_8k.wav"), TranscribeOptions(channels="split")
+    )
+    validate_result(t.to_json_dict())
+    channels = [s.channel for s in t.segments]
+    assert set(channels) == {0, 1}
+    # Turns alternate: agent (0) first, then customer (1).
+    assert channels[0] == 0 and 1 in channels[1:3]
+    assert [s.start for s in t.segments] == sorted(s.start for s in t.segments)
+    assert [s.id for s in t.segments] == list(range(len(t.segments)))
+
+
+def test_word_timestamps_lie_inside_their_segment_span(engine: Engine, audio_dir: Path) -> None:
+    t = engine.transcribe(
+        job(audio_dir / "speech_en_16k.wav"), TranscribeOptions(timestamps="word")
+    )
+    words = [w for s in t.segments for w in s.words or []]
+    assert words, "the random model still fires tokens"
+    for seg in t.segments:
+        assert seg.words is not None
+        starts = [w.start for w in seg.words]
+        assert starts == sorted(starts)
+        for w in seg.words:
+            assert w.start <= w.end <= t.source.duration + 0.1
+    assert all(
+        s.words is None
+        for s in engine.transcribe(
+            job(audio_dir / "speech_en_16k.wav"), TranscribeOptions()
+        ).segments
+    )
+
+
+def test_broken_files_fail_by_name_and_the_rest_still_transcribe(
+    engine: Engine, audio_dir: Path
+) -> None:
+    names = ["speech_en_16k.wav", *fixtures.broken_files(), "speech_zh_16k.wav"]
+    outcomes = list(engine.run([job(audio_dir / n) for n in names], TranscribeOptions()))
+    assert len(outcomes) == len(names)
+    by_name = {Path(o.job.uri).name: o for o in outcomes}
+    for name in fixtures.broken_files():
+        err = by_name[name].error
+        assert err is not None and err.code == fixtures.CORPUS[name].broken
+        assert name in str(err)
+    assert by_name["speech_en_16k.wav"].transcript is not None
+    assert by_name["speech_zh_16k.wav"].transcript is not None
+
+
+def test_a_failure_inside_the_model_fails_only_that_batchs_files(
+    engine: Engine, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = engine.recognizer.recognize
+
+    def flaky(waves, requests):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(waves, requests)
+
+    monkeypatch.setattr(engine.recognizer, "recognize", flaky)
+    outcomes = list(
+        engine.run(
+            [job(audio_dir / "one_sentence_16k.wav"), job(audio_dir / "speech_ko_16k.wav")],
+            TranscribeOptions(),
+        )
+    )
+    errors = [o for o in outcomes if o.error is not None]
+    assert errors and all(
+        o.error.code == "internal" and "illegal memory" in str(o.error) for o in errors
+    )  # type: ignore[union-attr]
+    assert len(outcomes) == 2
