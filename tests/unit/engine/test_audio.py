@@ -88,9 +88,12 @@ def test_broken_uploads_are_named_by_the_name_given(audio_dir: Path) -> None:
 
 
 def test_file_objects_decode_like_paths(audio_dir: Path) -> None:
-    with open(audio_dir / "speech_en.m4a", "rb") as f, decode_audio(f, name="x.m4a") as a:
-        with decode_audio(audio_dir / "speech_en.m4a") as b:
-            np.testing.assert_array_equal(a.channels[0], b.channels[0])
+    with (
+        open(audio_dir / "speech_en.m4a", "rb") as f,
+        decode_audio(f, name="x.m4a") as a,
+        decode_audio(audio_dir / "speech_en.m4a") as b,
+    ):
+        np.testing.assert_array_equal(a.channels[0], b.channels[0])
 
 
 def test_over_long_audio_is_refused_early(audio_dir: Path) -> None:

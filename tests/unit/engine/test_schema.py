@@ -72,7 +72,7 @@ def test_documents_that_break_the_contract_are_refused_naming_the_path(
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(ValueError, match="does not match hark.transcript/v1"):
+    with pytest.raises(ValueError, match=r"does not match hark\.transcript/v1"):
         validate_result(doc)
 
 
