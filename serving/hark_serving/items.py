@@ -18,7 +18,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .asr import Recognized
@@ -98,11 +98,19 @@ class ItemRunner:
                 uri=req.input_uri,
                 options=req.options,
                 detector=self.detector,
-                settings=self.segmenting,
+                settings=self._segmenting(req),
                 etag=got.clean_etag,
                 size=got.size,
             )
         return Started(req, store, output, prepared)
+
+    def _segmenting(self, req: ItemRequest) -> SegmentingSettings:
+        limit = req.max_segment_seconds
+        if limit is None:
+            return self.segmenting
+        # Merged spans may not outgrow the limit either.
+        merge = min(self.segmenting.merge_seconds, limit)
+        return replace(self.segmenting, max_segment_seconds=limit, merge_seconds=merge)
 
     @staticmethod
     def is_current(store: S3Store, output: S3Uri, etag: str) -> bool:

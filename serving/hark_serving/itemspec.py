@@ -21,6 +21,9 @@ class ItemRequest(BaseModel):
     job: str | None = Field(None, description="namespace/name of the job, for logs and metrics.")
     profile: str | None = Field(None, description="Storage profile; the default one when unset.")
     overwrite: bool = False
+    max_segment_seconds: float | None = Field(
+        None, gt=1, le=60, description="Split speech longer than this; the worker's setting if unset."
+    )
     attempt: int = Field(1, ge=1, description="1 for the first try; recorded in .error.json.")
 
 

@@ -66,6 +66,19 @@ class SileroSettings:
     speech_pad_ms: int = 30
 
 
+def _silero() -> Any:
+    """Import silero_vad without its side effect on torch's global thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    import silero_vad
+
+    # Importing silero_vad sets torch to one thread, which would starve the
+    # model's forward pass in the same process.
+    torch.set_num_threads(threads)
+    return silero_vad
+
+
 class SileroDetector:
     """Silero VAD. Its model keeps recurrent state, so each thread gets its own copy."""
 
@@ -79,7 +92,7 @@ class SileroDetector:
     def _model(self) -> Any:
         model = getattr(self._local, "model", None)
         if model is None:
-            from silero_vad import load_silero_vad
+            load_silero_vad = _silero().load_silero_vad
 
             with warnings.catch_warnings():
                 # The package ships a TorchScript model; torch's deprecation of
@@ -92,8 +105,8 @@ class SileroDetector:
 
     def detect(self, samples: np.ndarray) -> list[Region]:
         import torch
-        from silero_vad import get_speech_timestamps
 
+        get_speech_timestamps = _silero().get_speech_timestamps
         if len(samples) == 0:
             return []
         s = self.settings

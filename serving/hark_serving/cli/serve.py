@@ -1,0 +1,153 @@
+"""`hark serve`: the Serve application on a local Ray instance (or a cluster with --ray-address).
+
+The same application a RayService deploys from `hark_serving.serve.app:build_app`;
+the flags are `ServeSettings` fields and become the application's `args`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..errors import HarkError
+
+EXIT_USAGE = 2
+
+
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Hub id, local model folder or s3:// prefix. (HARK_MODEL)"),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on. (HARK_HOST, default 127.0.0.1)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on. (HARK_PORT, default 8000)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda. (HARK_DEVICE)")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for the model. (HARK_THREADS)")
+    ] = None,
+    vad: Annotated[str | None, typer.Option(help="silero, fsmn or none. (HARK_VAD)")] = None,
+    max_batch_segments: Annotated[
+        int | None,
+        typer.Option(help="Segments per model batch. (HARK_MAX_BATCH_SEGMENTS)"),
+    ] = None,
+    batch_frames: Annotated[
+        int | None, typer.Option(help="Frame budget of one model batch. (HARK_BATCH_FRAMES)")
+    ] = None,
+    batch_wait_seconds: Annotated[
+        float | None,
+        typer.Option(help="Wait for more segments before a batch. (HARK_BATCH_WAIT_SECONDS)"),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker replicas (min = max). (HARK_WORKER_MIN/MAX_REPLICAS)"),
+    ] = None,
+    transcribers: Annotated[
+        int | None,
+        typer.Option(help="Transcriber replicas (min = max). (HARK_TRANSCRIBER_MIN/MAX_REPLICAS)"),
+    ] = None,
+    max_upload_bytes: Annotated[
+        int | None, typer.Option(help="Largest accepted upload. (HARK_MAX_UPLOAD_BYTES)")
+    ] = None,
+    max_audio_seconds: Annotated[
+        float | None, typer.Option(help="Longest accepted audio. (HARK_MAX_AUDIO_SECONDS)")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Join this Ray cluster (e.g. auto) instead of starting a local one."),
+    ] = None,
+    ray_num_cpus: Annotated[
+        int | None, typer.Option(help="CPUs of the local Ray instance. (HARK_RAY_NUM_CPUS)")
+    ] = None,
+) -> None:
+    """Serve the HTTP API (DESIGN.md §7) with Ray Serve until interrupted."""
+    from ..logs import setup_logging
+    from ..serve.settings import load_serve_settings
+
+    console = Console(stderr=True)
+    setup_logging()
+    args: dict[str, Any] = {
+        "model": model,
+        "host": host,
+        "port": port,
+        "device": device,
+        "threads": threads,
+        "vad": vad,
+        "max_batch_segments": max_batch_segments,
+        "batch_frames": batch_frames,
+        "batch_wait_seconds": batch_wait_seconds,
+        "max_upload_bytes": max_upload_bytes,
+        "max_audio_seconds": max_audio_seconds,
+        "ray_address": ray_address,
+        "ray_num_cpus": ray_num_cpus,
+    }
+    for name, count in (("worker", workers), ("transcriber", transcribers)):
+        if count is not None:
+            args[f"{name}_min_replicas"] = args[f"{name}_max_replicas"] = count
+    args = {k: v for k, v in args.items() if v is not None}
+    try:
+        settings = load_serve_settings(args)
+    except HarkError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _run(settings.ray_address, settings.ray_num_cpus, settings.host, settings.port, args, stop)
+    except HarkError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    address: str | None,
+    num_cpus: int | None,
+    host: str,
+    port: int,
+    args: dict[str, Any],
+    stop: threading.Event,
+) -> None:
+    import ray
+    from ray import serve as ray_serve
+
+    from ..serve.app import APP_NAME, ROUTE_PREFIX, build_app
+
+    console = Console(stderr=True)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    local = address is None
+    ray.init(
+        address="local" if local else address,
+        num_cpus=num_cpus if local else None,
+        include_dashboard=False if local else None,
+        namespace="hark",
+    )
+    try:
+        ray_serve.start(http_options={"host": host, "port": port})
+        ray_serve.run(build_app(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+        console.print(f"hark is serving on http://{host}:{port}/ (Ctrl-C to stop)")
+        while not stop.wait(0.5):
+            pass
+        console.print("stopping ...")
+    finally:
+        if local:
+            ray_serve.shutdown()  # type: ignore[no-untyped-call]
+        else:
+            ray_serve.delete(APP_NAME)
+        ray.shutdown()

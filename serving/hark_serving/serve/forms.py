@@ -1,0 +1,56 @@
+"""Form fields of `POST /v1/transcribe` → validated options, with errors that name the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from ..errors import InvalidOption
+from ..options import LANGUAGES, OUTPUT_FORMATS, OutputFormat, TranscribeOptions
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class TranscribeForm:
+    options: TranscribeOptions
+    format: OutputFormat
+
+
+def _choice(field: str, value: str | None, allowed: tuple[str, ...], default: str) -> str:
+    if value is None or not value.strip():
+        return default
+    v = value.strip().lower()
+    if v not in allowed:
+        raise InvalidOption(
+            f"unknown {field} {value!r}; choose from {', '.join(allowed)}", subject=field
+        )
+    return v
+
+
+def parse_bool(field: str, value: str | None, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise InvalidOption(f"{field} must be true or false, got {value!r}", subject=field)
+
+
+def parse_transcribe_form(
+    get: dict[str, str | None], defaults: TranscribeOptions
+) -> TranscribeForm:
+    """`get` holds the last value of each field the client sent (None when absent)."""
+    options = TranscribeOptions(
+        language=_choice("language", get.get("language"), LANGUAGES, defaults.language),
+        use_itn=parse_bool("use_itn", get.get("use_itn"), defaults.use_itn),
+        timestamps=_choice(
+            "timestamps", get.get("timestamps"), ("segment", "word"), defaults.timestamps
+        ),
+        channels=_choice("channels", get.get("channels"), ("mix", "split"), defaults.channels),
+    )
+    fmt = _choice("format", get.get("format"), OUTPUT_FORMATS, "json")
+    return TranscribeForm(options, cast(OutputFormat, fmt))

@@ -1,0 +1,75 @@
+"""The Ingress deployment: the HTTP edge (FastAPI, CPU), forwarding work to Workers.
+
+Routes live in `api.py`; this class is the `Backend` they call. A Worker
+replica that dies mid-request (a node lost, a replica killed) is retried on
+another: uploads and items are both safe to run twice (items are idempotent
+by ETag, and every output object is written whole).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.handle import DeploymentHandle
+
+from ..itemspec import ItemRequest
+from .api import build_api
+from .context import configure_replica_logging
+from .errors import Unavailable
+from .messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
+from .metrics import Metrics
+from .settings import load_serve_settings
+
+log = logging.getLogger(__name__)
+
+WORKER_ATTEMPTS = 3
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress()
+class Ingress:
+    def __init__(
+        self,
+        args: dict[str, Any],
+        worker: DeploymentHandle[Any],
+        transcriber: DeploymentHandle[Any],
+    ) -> None:
+        configure_replica_logging()
+        self.settings = load_serve_settings(args)
+        self.worker = worker
+        self.transcriber = transcriber
+        self.metrics = Metrics()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Called by Serve after `__init__`, once the handles exist."""
+        return build_api(self, self.settings, self.metrics)
+
+    async def _call_worker(self, method: str, *args: Any) -> Any:
+        for attempt in range(1, WORKER_ATTEMPTS + 1):
+            try:
+                return await getattr(self.worker, method).remote(*args)
+            except RayActorError as exc:
+                if attempt == WORKER_ATTEMPTS:
+                    raise Unavailable(
+                        "the Worker handling the request went away; try again"
+                    ) from exc
+                log.warning("a Worker replica went away (%s); retrying the request", exc)
+                await asyncio.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    async def transcribe(self, job: UploadJob) -> TranscribeReply:
+        reply: TranscribeReply = await self._call_worker("transcribe", job)
+        return reply
+
+    async def process_item(self, req: ItemRequest, rid: str) -> ItemReply:
+        reply: ItemReply = await self._call_worker("process_item", req, rid)
+        return reply
+
+    async def model_status(self) -> ModelStatus:
+        status: ModelStatus = await self.transcriber.status.remote()
+        return status

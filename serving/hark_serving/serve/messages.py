@@ -1,0 +1,89 @@
+"""What the deployments send each other: plain, picklable data, no Ray types.
+
+    Ingress ──UploadJob / ItemRequest──► Worker ──SegmentTask──► Transcriber
+    Ingress ◄──TranscribeReply / ItemReply── Worker ◄──SegmentResult── Transcriber
+
+Failures the client caused travel back as a `Failure` value rather than as a
+raised exception, so the Ingress maps them to HTTP without depending on how
+Ray wraps and pickles exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..asr import DecodeRequest, Recognized, encoder_frames
+from ..errors import HarkError
+from ..itemspec import ItemResult
+from ..options import TranscribeOptions
+from ..schema import ModelInfo, Transcript
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One segment of one request: 16 kHz samples and how to decode them."""
+
+    samples: np.ndarray
+    request: DecodeRequest
+
+    @property
+    def frames(self) -> int:
+        return encoder_frames(len(self.samples))
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """One model batch, reported once (with the first segment of the batch)."""
+
+    segments: int
+    frames: int  # padded: segments x longest
+    seconds: float  # forward pass
+    queued: int  # segments still waiting in the Transcriber when the batch ran
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    recognized: Recognized
+    seconds: float  # this segment's share of its batch's time
+    batch: BatchStats | None = None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    ready: bool
+    info: ModelInfo | None = None
+    load_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, error: HarkError) -> Failure:
+        return cls(error.code, str(error))
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    data: bytes = field(repr=False)
+    filename: str
+    options: TranscribeOptions
+    md5: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class TranscribeReply:
+    transcript: Transcript | None = None
+    failure: Failure | None = None
+    batches: tuple[BatchStats, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemReply:
+    result: ItemResult
+    batches: tuple[BatchStats, ...] = ()

@@ -1,0 +1,188 @@
+"""The Worker deployment: CPU work around the model, for uploads and S3 items.
+
+A request's file is decoded and cut at pauses (`pipeline.prepare`, on a small
+thread pool so one replica overlaps many files), its segments go to the
+Transcriber one call each, all at once, so they batch with the segments of
+every other request in flight, and the results are assembled into the
+transcript. For `/v1/items`, `items.ItemRunner` adds the S3 side: the
+skip-if-current check, the download and the whole-object writes.
+
+A Transcriber replica that dies mid-batch is retried on another one; a
+transient object-store failure retries the whole item with backoff (items
+are idempotent, so a retry is always safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import torch
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.handle import DeploymentHandle
+
+from ..asr import Recognized
+from ..errors import HarkError, InternalError, StorageUnavailable
+from ..factory import build_detector, segmenting
+from ..items import ItemRunner, Started
+from ..itemspec import ItemRequest, ItemResult
+from ..pipeline import PreparedFile, assemble, prepare
+from ..schema import ModelInfo
+from .context import configure_replica_logging, run_in_context, set_request_id
+from .errors import Unavailable
+from .messages import (
+    BatchStats,
+    Failure,
+    ItemReply,
+    SegmentResult,
+    SegmentTask,
+    TranscribeReply,
+    UploadJob,
+)
+from .settings import load_serve_settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A Transcriber replica can vanish mid-batch (scale-down, node loss); its segments
+# are sent again, to whichever replica the router picks.
+SEGMENT_ATTEMPTS = 3
+
+
+@serve.deployment(name="Worker")
+class Worker:
+    def __init__(self, args: dict[str, Any], transcriber: DeploymentHandle[Any]) -> None:
+        configure_replica_logging()
+        self.settings = load_serve_settings(args)
+        # VAD is a small model; one thread each leaves the cores to the Transcriber.
+        torch.set_num_threads(1)
+        self.transcriber = transcriber
+        self.segmenting = segmenting(self.settings)
+        self.detector = build_detector(self.settings)
+        self.runner = ItemRunner(self.settings.profiles(), self.detector, self.segmenting)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.settings.worker_threads, thread_name_prefix="hark-prepare"
+        )
+        self._model: ModelInfo | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await run_in_context(self._pool, fn, *args, **kw)
+
+    async def _model_info(self) -> ModelInfo:
+        if self._model is None:
+            status = await self.transcriber.status.remote()
+            if status.info is None:
+                raise Unavailable("the Transcriber has no model loaded")
+            self._model = status.info
+        return self._model
+
+    async def _segment(self, task: SegmentTask) -> SegmentResult:
+        for attempt in range(1, SEGMENT_ATTEMPTS + 1):
+            try:
+                result: SegmentResult = await self.transcriber.transcribe.remote(task)
+                return result
+            except RayActorError as exc:
+                if attempt == SEGMENT_ATTEMPTS:
+                    raise Unavailable(
+                        f"no Transcriber replica finished the segment: {exc}"
+                    ) from exc
+                log.warning("a Transcriber replica went away (%s); sending the segment again", exc)
+                await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _recognize(
+        self, prepared: PreparedFile
+    ) -> tuple[list[Recognized], float, tuple[BatchStats, ...]]:
+        request = prepared.request()
+        tasks = [SegmentTask(work.samples(), request) for work in prepared.segments]
+        try:
+            results = await asyncio.gather(*(self._segment(t) for t in tasks))
+        except HarkError:
+            raise
+        except Exception as exc:  # a bug in the Transcriber: report it, keep serving
+            log.exception("the Transcriber failed")
+            raise InternalError(f"the model call failed: {type(exc).__name__}: {exc}") from exc
+        asr_seconds = sum(r.seconds for r in results)
+        batches = tuple(r.batch for r in results if r.batch is not None)
+        return [r.recognized for r in results], asr_seconds, batches
+
+    async def transcribe(self, job: UploadJob) -> TranscribeReply:
+        """An uploaded file → its transcript, or the failure the client caused."""
+        set_request_id(job.request_id)
+        batches: tuple[BatchStats, ...] = ()
+        try:
+            prepared = await self._run(
+                prepare,
+                io.BytesIO(job.data),
+                uri=job.filename,
+                options=job.options,
+                detector=self.detector,
+                settings=self.segmenting,
+                etag=job.md5 or None,
+                size=len(job.data),
+            )
+            try:
+                results, asr_seconds, batches = await self._recognize(prepared)
+                model = await self._model_info()
+                transcript = await self._run(
+                    assemble, prepared, results, model=model, asr_seconds=asr_seconds
+                )
+            finally:
+                prepared.close()
+        except HarkError as exc:
+            log.info("%s: %s", job.filename, exc, extra={"code": exc.code})
+            return TranscribeReply(failure=Failure.of(exc), batches=batches)
+        except Exception as exc:
+            log.exception("%s: transcription failed", job.filename)
+            return TranscribeReply(failure=Failure("internal", f"{type(exc).__name__}: {exc}"))
+        return TranscribeReply(transcript=transcript, batches=batches)
+
+    async def process_item(self, req: ItemRequest, rid: str = "") -> ItemReply:
+        """One S3 object → its outputs; never raises for a bad item (see `ItemResult`)."""
+        set_request_id(rid)
+        batches: list[BatchStats] = []
+        delay = self.settings.item_backoff_seconds
+        for attempt in range(1, self.settings.item_attempts + 1):
+            try:
+                result = await self._item_once(req, batches)
+                return ItemReply(result, tuple(batches))
+            except StorageUnavailable as exc:
+                if attempt == self.settings.item_attempts:
+                    return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
+                log.warning(
+                    "%s: %s; retrying in %.1fs (try %d of %d)",
+                    req.input_uri, exc, delay, attempt, self.settings.item_attempts,
+                    extra={"job": req.job, "uri": req.input_uri, "code": exc.code},
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay *= 2
+            except HarkError as exc:
+                log.info("%s: %s", req.input_uri, exc, extra={"uri": req.input_uri})
+                return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
+            except Exception as exc:
+                log.exception("%s: the item failed", req.input_uri)
+                error = InternalError(f"{type(exc).__name__}: {exc}", subject=req.input_uri)
+                return ItemReply(await self._run(self.runner.fail, req, error), tuple(batches))
+        raise AssertionError("unreachable")
+
+    async def _item_once(self, req: ItemRequest, batches: list[BatchStats]) -> ItemResult:
+        started = await self._run(self.runner.begin, req)
+        if isinstance(started, ItemResult):
+            return started
+        assert isinstance(started, Started)
+        try:
+            results, asr_seconds, stats = await self._recognize(started.prepared)
+            batches.extend(stats)
+            model = await self._model_info()
+        except BaseException:
+            started.prepared.close()
+            raise
+        return await self._run(
+            self.runner.finish, started, results, model=model, asr_seconds=asr_seconds
+        )
