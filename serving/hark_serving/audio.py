@@ -163,7 +163,7 @@ def _open(source: str | Path | BinaryIO, name: str) -> av.container.InputContain
             str(source) if isinstance(source, Path) else source,
             mode="r",
             metadata_errors="ignore",
-        )  # type: ignore[arg-type]
+        )
     except av.error.InvalidDataError as exc:
         raise UnsupportedFormat(
             "not a recognised audio or video file; use wav, mp3, m4a/aac, flac, ogg/opus, "
@@ -271,8 +271,8 @@ def decode_audio(
                 "the file has no audio stream (a video without sound?)", subject=name
             )
         stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
         ctx = stream.codec_context
+        ctx.thread_type = "AUTO"  # frame threads for codecs that have them
         n_source = ctx.channels or 1
         info_rate = ctx.sample_rate or stream.sample_rate or 0
         n_out = n_source if split_channels else 1

@@ -112,10 +112,10 @@ class Settings(BaseSettings):
     def profiles(self) -> StorageProfiles:
         """The storage profiles of this process (see `storage.profiles`)."""
         fallback = StorageProfile(
-            endpointUrl=self.s3_endpoint_url,
+            endpoint_url=self.s3_endpoint_url,
             region=self.s3_region,
-            addressingStyle=self.s3_addressing_style,
-            allowedBuckets=tuple(self.allowed_buckets),
+            addressing_style=self.s3_addressing_style,
+            allowed_buckets=tuple(self.allowed_buckets),
         )
         return StorageProfiles.load(self.storage_profiles, fallback)
 

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .options import OutputFormat, TranscribeOptions
 
 
+def _json_only() -> list[OutputFormat]:
+    return ["json"]
+
+
 class ItemRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -16,13 +20,16 @@ class ItemRequest(BaseModel):
     output_uri: str = Field(
         description="Output base: results go to <output_uri>.json, .srt, .vtt, .txt, .error.json."
     )
-    formats: list[OutputFormat] = Field(default_factory=lambda: ["json"])
+    formats: list[OutputFormat] = Field(default_factory=_json_only)
     options: TranscribeOptions = Field(default_factory=TranscribeOptions)
     job: str | None = Field(None, description="namespace/name of the job, for logs and metrics.")
     profile: str | None = Field(None, description="Storage profile; the default one when unset.")
     overwrite: bool = False
     max_segment_seconds: float | None = Field(
-        None, gt=1, le=60, description="Split speech longer than this; the worker's setting if unset."
+        None,
+        gt=1,
+        le=60,
+        description="Split speech longer than this; the worker's setting if unset.",
     )
     attempt: int = Field(1, ge=1, description="1 for the first try; recorded in .error.json.")
 

@@ -81,7 +81,7 @@ class Timing(_Model):
 
 
 class Transcript(_Model):
-    schema_: Literal["hark.transcript/v1"] = Field(SCHEMA_ID, alias="schema")
+    schema_: Literal["hark.transcript/v1"] = Field("hark.transcript/v1", alias="schema")
     source: Source
     model: ModelInfo
     options: ResultOptions

@@ -131,7 +131,7 @@ class S3Store:
                     retries={"max_attempts": s.max_attempts, "mode": "standard"},
                     connect_timeout=s.connect_timeout,
                     read_timeout=s.read_timeout,
-                    s3={"addressing_style": style},
+                    s3={"addressing_style": style},  # type: ignore[arg-type]
                 ),
             )
         return self._client
