@@ -1,0 +1,31 @@
+"""Model sources on this machine: a local directory, a hub id from the node cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hark_serving.errors import ModelError
+from hark_serving.model_source import resolve_model
+
+
+def test_a_local_directory_missing_files_names_them(tiny_model_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "am.mvn").unlink()
+    with pytest.raises(ModelError, match=r"missing am\.mvn"):
+        resolve_model(str(broken), tmp_path / "cache")
+    with pytest.raises(ModelError, match="no such model directory"):
+        resolve_model(str(tmp_path / "absent"), tmp_path / "cache")
+
+
+def test_a_hub_id_uses_the_copy_already_in_the_node_cache(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # ModelScope's cache layout; the hub itself is not reachable from here.
+    snapshot = tmp_path / "hub" / "ms" / "models" / "iic--SenseVoiceSmall" / "snapshots" / "master"
+    shutil.copytree(tiny_model_dir, snapshot)
+    resolved = resolve_model("iic/SenseVoiceSmall", tmp_path)
+    assert resolved.path == snapshot and resolved.source == "iic/SenseVoiceSmall"
