@@ -1,8 +1,8 @@
 """SenseVoiceSmall inference: batches of 16 kHz segments in, rich text out.
 
-The model, its tokenizer and its frontend are built by funasr from the model
-directory exactly as `funasr.AutoModel` builds them (with feature dithering
-off, so the same audio always gives the same text). The forward pass mirrors
+The model, its tokenizer and its frontend are funasr's own classes, built from
+the model directory as `funasr.AutoModel` builds them (see `loading`), with
+feature dithering off, so the same audio always gives the same text. The forward pass mirrors
 `SenseVoiceSmall.inference` with two differences that matter for serving:
 
 - the language and text-normalisation queries are chosen per row, so one batch
@@ -93,26 +93,20 @@ class SenseVoice:
         device: str = "auto",
         threads: int | None = None,
     ) -> None:
-        from funasr import AutoModel
+        from .loading import load
 
         self.device = resolve_device(device)
         self.threads = threads or default_threads()
+        torch.set_num_threads(self.threads)
         started = time.perf_counter()
         try:
-            self.model, kwargs = AutoModel.build_model(
-                model=str(model_dir),
-                device=self.device,
-                ncpu=self.threads,
-                frontend_conf={"dither": 0.0},
-                disable_update=True,
-                disable_log=True,
-            )
+            loaded = load(model_dir, self.device, self.threads)
         except Exception as exc:  # funasr raises bare asserts and RuntimeErrors
             raise ModelError(f"cannot load the model from {model_dir}: {exc}") from exc
         self.load_seconds = time.perf_counter() - started
-        torch.set_num_threads(self.threads)
-        self.tokenizer = kwargs["tokenizer"]
-        self.frontend = kwargs["frontend"]
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.frontend = loaded.frontend
         self.blank_id: int = self.model.blank_id
         self.info = ModelInfo(
             name="SenseVoiceSmall",

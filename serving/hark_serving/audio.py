@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import av
 import numpy as np
@@ -33,6 +34,7 @@ from .errors import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TARGET_RATE = 16000
 # A file whose decoded audio falls this far short of what its header declares
@@ -179,11 +181,19 @@ def _declared_seconds(
     container: av.container.InputContainer,
     source: str | Path | BinaryIO,
 ) -> float | None:
-    """How long the file says its audio is, where it says so reliably."""
-    if container.format.name == "wav":
+    """How long the file says its audio is, where it says so reliably.
+
+    Raw bitstreams (ADTS AAC, mp3 without a Xing/Info/VBRI header) carry no
+    length; ffmpeg estimates one from the bitrate, which is too rough to call a
+    file truncated, so those are not checked.
+    """
+    name = container.format.name
+    if name == "wav":
         # ffmpeg derives a WAV's duration from the bytes present; the header's data
         # chunk size is what the writer meant, so a cut-off file shows up here.
-        return _wav_header_seconds(source)
+        return _read_head(source, _wav_header_seconds)
+    if name in _RAW_BITSTREAMS or (name == "mp3" and not _read_head(source, _has_vbr_header)):
+        return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None and len(container.streams) == 1:
@@ -192,41 +202,55 @@ def _declared_seconds(
     return None
 
 
-def _wav_header_seconds(source: str | Path | BinaryIO) -> float | None:
-    """Seconds declared by a RIFF/WAVE header (fmt byte rate, data chunk size)."""
-    import struct
+_RAW_BITSTREAMS = frozenset({"aac", "adts", "amr", "ac3", "eac3", "h264", "data"})
 
-    def read_header(f: BinaryIO) -> float | None:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        byte_rate = 0
-        for _ in range(64):
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if cid == b"fmt ":
-                fmt = f.read(size + (size & 1))
-                byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else 0
-            elif cid == b"data":
-                # 0 and 0xFFFFFFFF mean "unknown" (streamed writers).
-                if not byte_rate or size in (0, 0xFFFFFFFF):
-                    return None
-                return float(size / byte_rate)
-            else:
-                f.seek(size + (size & 1), 1)
-        return None
 
+def _read_head(source: str | Path | BinaryIO, reader: Callable[[BinaryIO], T]) -> T:
     if isinstance(source, (str, Path)):
         with open(source, "rb") as f:
-            return read_header(f)
+            return reader(f)
     here = source.tell()
     try:
         source.seek(0)
-        return read_header(source)
+        return reader(source)
     finally:
         source.seek(here)
+
+
+def _has_vbr_header(f: BinaryIO) -> bool:
+    """Whether an mp3 starts with a Xing/Info/VBRI frame (which records its length)."""
+    head = f.read(10)
+    start = 0
+    if head[:3] == b"ID3" and len(head) == 10:
+        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+        start = 10 + size
+    f.seek(start)
+    first = f.read(4096)
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _wav_header_seconds(f: BinaryIO) -> float | None:
+    """Seconds declared by a RIFF/WAVE header (fmt byte rate, data chunk size)."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    byte_rate = 0
+    for _ in range(64):
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return None
+        cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"fmt ":
+            fmt = f.read(size + (size & 1))
+            byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else 0
+        elif cid == b"data":
+            # 0 and 0xFFFFFFFF mean "unknown" (streamed writers).
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None
+            return float(size / byte_rate)
+        else:
+            f.seek(size + (size & 1), 1)
+    return None
 
 
 def _frames(

@@ -14,7 +14,7 @@ from hark_serving.errors import InputError
 from tests.fixtures import audio as fixtures
 
 GOOD = [
-    "speech_en_16k.wav", "speech_en_44k_stereo.wav", "speech_en_8k_ulaw.wav", "speech_en.mp3",
+    "speech_en_16k.wav", "speech_en_44k_stereo.wav", "speech_en_8k_ulaw.wav", "speech_en.mp3", "speech_en_vbr_noxing.mp3",
     "speech_en.m4a", "speech_en.aac", "speech_en_48k.flac", "speech_en.opus", "speech_en.ogg",
     "speech_en.webm", "speech_en_51.flac", "video_en.mp4", "video_en.mkv", "video_en.mov",
     "call_stereo_8k.wav", "silence_10s.wav",
