@@ -1,7 +1,7 @@
 """The embedded engine: many files through one in-process model, batched across files.
 
-Files are decoded and segmented a few ahead on a background thread while the
-model works. Their segments join one pool; the pool is cut into batches
+Files are fetched (downloaded) a few ahead on a background thread while the
+model works, then decoded and segmented between batches. Their segments join one pool; the pool is cut into batches
 longest first under the frame budget, so short segments of one file share a
 batch with short segments of another. When the last segment of a file comes
 back, the file is assembled and yielded; `run` yields files as they finish,
@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,15 +96,37 @@ class Engine:
 
     def prepare(self, job: AudioJob, options: TranscribeOptions) -> PreparedFile:
         with job.open() as path:
-            return prepare(
-                path,
-                uri=job.uri,
-                options=options,
-                detector=self.detector,
-                settings=self.settings.segmenting,
-                etag=job.etag,
-                size=job.size,
-            )
+            return self._prepare_path(job, path, options)
+
+    def _prepare_path(self, job: AudioJob, path: Path, options: TranscribeOptions) -> PreparedFile:
+        return prepare(
+            path,
+            uri=job.uri,
+            options=options,
+            detector=self.detector,
+            settings=self.settings.segmenting,
+            etag=job.etag,
+            size=job.size,
+        )
+
+    def _prepare_fetched(
+        self, job: AudioJob, fetch: Future[tuple[Path, ExitStack]], options: TranscribeOptions
+    ) -> PreparedFile | Outcome:
+        """Decode and segment a fetched file here, on the model's thread.
+
+        Only fetching (an S3 download) runs ahead on another thread: decoding and
+        VAD are many small torch and numpy calls that, on a second thread, fight
+        the model's thread for the GIL and slow every batch down.
+        """
+        try:
+            path, stack = fetch.result()
+            with stack:
+                return self._prepare_path(job, path, options)
+        except HarkError as exc:
+            return Outcome(job, error=exc)
+        except Exception as exc:  # one bad file must not end the run
+            log.exception("%s: preparing failed", job.uri)
+            return Outcome(job, error=_internal(job, exc))
 
     def run(
         self,
@@ -121,38 +143,32 @@ class Engine:
         s = self.settings
         pending_jobs = iter(jobs)
         exhausted = False
-        futures: deque[tuple[AudioJob, Future[PreparedFile]]] = deque()
+        fetches: deque[tuple[AudioJob, Future[tuple[Path, ExitStack]]]] = deque()
         pool: list[Sized[_Slot]] = []
         pool_frames = 0
         target = 2 * s.batch_frames  # enough to sort across files, little more in memory
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-prepare") as executor:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-fetch") as executor:
 
             def refill() -> None:
                 nonlocal exhausted
-                while not exhausted and len(futures) < s.prefetch_files:
+                while not exhausted and len(fetches) < s.prefetch_files:
                     try:
                         job = next(pending_jobs)
                     except StopIteration:
                         exhausted = True
                         return
-                    futures.append((job, executor.submit(self.prepare, job, options)))
+                    fetches.append((job, executor.submit(_fetch, job)))
 
             try:
                 while True:
                     refill()
-                    while futures and (futures[0][1].done() or pool_frames < target):
-                        job, future = futures.popleft()
-                        try:
-                            prepared = future.result()
-                        except HarkError as exc:
-                            yield Outcome(job, error=exc)
-                            refill()
-                            continue
-                        except Exception as exc:  # one bad file must not end the run
-                            log.exception("%s: preparing failed", job.uri)
-                            yield Outcome(job, error=_internal(job, exc))
-                            refill()
+                    while fetches and pool_frames < target:
+                        job, fetch = fetches.popleft()
+                        refill()
+                        prepared = self._prepare_fetched(job, fetch, options)
+                        if isinstance(prepared, Outcome):
+                            yield prepared
                             continue
                         state = _FileState(
                             job, prepared, [None] * len(prepared.segments), len(prepared.segments)
@@ -162,9 +178,8 @@ class Engine:
                         for i, work in enumerate(prepared.segments):
                             pool.append(Sized(_Slot(state, i), work.frames))
                             pool_frames += work.frames
-                        refill()
                     if not pool:
-                        if exhausted and not futures:
+                        if exhausted and not fetches:
                             return
                         continue
                     pool = sort_longest_first(pool)
@@ -176,11 +191,11 @@ class Engine:
                         pool = [p for p in pool if p.item.state.remaining >= 0]
                         pool_frames = sum(p.frames for p in pool)
             finally:
-                for _, future in futures:
-                    future.cancel()
-                for _, future in futures:
+                for _, fetch in fetches:
+                    fetch.cancel()
+                for _, fetch in fetches:
                     with contextlib.suppress(Exception):
-                        future.result().close()
+                        fetch.result()[1].close()
 
     def _run_batch(
         self, batch: list[Sized[_Slot]], on_audio: Callable[[float], None] | None
@@ -237,6 +252,16 @@ class Engine:
             assert outcome.transcript is not None
             return outcome.transcript
         raise RuntimeError("no outcome")  # unreachable: run yields once per job
+
+
+def _fetch(job: AudioJob) -> tuple[Path, ExitStack]:
+    """Make the job's file local (downloads run ahead of the model); the stack removes it."""
+    stack = ExitStack()
+    try:
+        return stack.enter_context(job.open()), stack
+    except BaseException:
+        stack.close()
+        raise
 
 
 def _internal(job: AudioJob, exc: Exception) -> InternalError:
