@@ -123,7 +123,8 @@ class _Sink:
         if self.files:
             for f in self.files:
                 f.close()
-            return [np.memmap(p, dtype=np.float32, mode="r") for p in self.paths]
+            # Copy-on-write: read from disk page by page, writable for torch, file untouched.
+            return [np.memmap(p, dtype=np.float32, mode="c") for p in self.paths]
         return [
             np.concatenate(store).astype(np.float32, copy=False)
             if store

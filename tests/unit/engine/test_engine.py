@@ -115,3 +115,27 @@ def test_a_failure_inside_the_model_fails_only_that_batchs_files(
         o.error.code == "internal" and "illegal memory" in str(o.error) for o in errors
     )  # type: ignore[union-attr]
     assert len(outcomes) == 2
+
+
+def test_audio_spilled_to_disk_transcribes_exactly_as_in_memory(
+    recognizer: object, audio_dir: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from hark_serving.engine import EngineSettings
+    from hark_serving.pipeline import SegmentingSettings
+    from hark_serving.vad import SileroDetector
+
+    spill = SegmentingSettings(spill_after_seconds=2.0, spill_dir=tmp_path)
+    on_disk = Engine(recognizer, SileroDetector(), EngineSettings(segmenting=spill))  # type: ignore[arg-type]
+    in_memory = Engine(
+        recognizer,
+        SileroDetector(),
+        EngineSettings(segmenting=replace(spill, spill_after_seconds=3600)),
+    )  # type: ignore[arg-type]
+    for name in ("speech_en_16k.wav", "call_stereo_8k.wav"):
+        opts = TranscribeOptions(channels="split" if name.startswith("call") else "mix")
+        a = on_disk.transcribe(job(audio_dir / name), opts)
+        b = in_memory.transcribe(job(audio_dir / name), opts)
+        assert [s.model_dump() for s in a.segments] == [s.model_dump() for s in b.segments]
+    assert list(tmp_path.iterdir()) == [], "spill files are gone once the file is done"
