@@ -6,7 +6,6 @@ the flags are `ServeSettings` fields and become the application's `args`.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from types import FrameType
@@ -100,54 +99,23 @@ def serve(
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
+    from ..serve.local import run_until  # imports Ray: only once the flags are known good
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def ready(url: str) -> None:
+        console.print(f"hark is serving on {url} (Ctrl-C to stop)", highlight=False)
+
     try:
-        _run(settings.ray_address, settings.ray_num_cpus, settings.host, settings.port, args, stop)
+        run_until(stop, settings, args, on_ready=ready)
     except HarkError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _run(
-    address: str | None,
-    num_cpus: int | None,
-    host: str,
-    port: int,
-    args: dict[str, Any],
-    stop: threading.Event,
-) -> None:
-    import ray
-    from ray import serve as ray_serve
-
-    from ..serve.app import APP_NAME, ROUTE_PREFIX, build_app
-
-    console = Console(stderr=True)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    local = address is None
-    ray.init(
-        address="local" if local else address,
-        num_cpus=num_cpus if local else None,
-        include_dashboard=False if local else None,
-        namespace="hark",
-    )
-    try:
-        ray_serve.start(http_options={"host": host, "port": port})
-        ray_serve.run(build_app(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
-        console.print(f"hark is serving on http://{host}:{port}/ (Ctrl-C to stop)")
-        while not stop.wait(0.5):
-            pass
-        console.print("stopping ...")
-    finally:
-        if local:
-            ray_serve.shutdown()  # type: ignore[no-untyped-call]
-        else:
-            ray_serve.delete(APP_NAME)
-        ray.shutdown()

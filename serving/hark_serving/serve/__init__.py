@@ -5,7 +5,9 @@
     worker.py       Worker deployment (CPU): decode, VAD, assemble, S3 items
     transcriber.py  Transcriber deployment (GPU): the model, @serve.batch over segments
     settings.py     ServeSettings (HARK_*), per-deployment options
+    local.py        run the app on a local Ray instance (`hark serve`)
 
-Pure parts, importable without Ray: api, auth, batches, errors, forms,
-messages, metrics, openai_compat, uploads, context.
+Pure parts, importable without Ray: api (routes), edge (auth, request ids,
+metrics, error answers), auth, batches, context, errors, forms, messages,
+metrics, openai_compat, uploads.
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
@@ -26,9 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import EmptyFile, HarkError, InputError, TooLarge
 from ..itemspec import ItemRequest
@@ -36,16 +33,14 @@ from ..options import TranscribeOptions
 from ..schema import Transcript
 from ..writers import CONTENT_TYPES, render
 from . import openai_compat
-from .auth import check_bearer, needs_token
-from .context import new_request_id, request_id
+from .context import request_id
+from .edge import EdgeMiddleware, error_headers, error_response, route_label
 from .errors import (
-    RETRYABLE_CODES,
     MethodNotAllowed,
     NotReady,
     ReportedError,
     RouteNotFound,
     Timeout,
-    error_body,
     status_for,
 )
 from .forms import parse_transcribe_form
@@ -58,9 +53,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ROUTES = frozenset(
-    {"/v1/transcribe", "/v1/audio/transcriptions", "/v1/items", "/healthz", "/readyz", "/metrics"}
-)
 MAX_ITEM_BODY = 1024 * 1024
 
 
@@ -68,82 +60,6 @@ class Backend(Protocol):
     async def transcribe(self, job: UploadJob) -> TranscribeReply: ...
     async def process_item(self, req: ItemRequest, rid: str) -> ItemReply: ...
     async def model_status(self) -> ModelStatus: ...
-
-
-def route_label(path: str) -> str:
-    """A bounded label for metrics: the route, or `other`."""
-    return path if path in ROUTES else "other"
-
-
-def error_response(code: str, message: str) -> JSONResponse:
-    status = status_for(code)
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="hark"'
-    if code in RETRYABLE_CODES:
-        headers["Retry-After"] = "5"
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
-
-
-class EdgeMiddleware:
-    """Request id, bearer auth, metrics and a last-resort 500 for every HTTP request."""
-
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics) -> None:
-        self.app = app
-        self.settings = settings
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        given = headers.get("x-request-id")
-        rid = new_request_id(given)
-        # Serve's proxy puts its request id in the request and echoes it in the response;
-        # answer with the id only where nobody else will.
-        echo = given is None or rid != given
-        token = request_id.set(rid)
-        route = route_label(scope["path"])
-        method = scope["method"]
-        status = 500
-        started_response = False
-        began = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, started_response
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                started_response = True
-                if echo:
-                    message["headers"] = [
-                        *message.get("headers", []),
-                        (b"x-request-id", rid.encode()),
-                    ]
-            await send(message)
-
-        gauge = self.metrics.in_flight.labels(route)
-        gauge.inc()
-        try:
-            if needs_token(scope["path"], self.settings.api_token):
-                check_bearer(headers.get("authorization"), self.settings.api_token or "")
-            await self.app(scope, receive, send_with_id)
-        except HarkError as exc:
-            self.metrics.errors.labels(route, exc.code).inc()
-            await error_response(exc.code, str(exc))(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error on %s %s", method, scope["path"])
-            if not started_response:
-                self.metrics.errors.labels(route, "internal").inc()
-                response = error_response("internal", "internal error; see the server logs")
-                await response(scope, receive, send_with_id)
-        finally:
-            gauge.dec()
-            elapsed = time.perf_counter() - began
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
-            log.info("%s %s %d %.3fs", method, scope["path"], status, elapsed)
-            request_id.reset(token)
 
 
 def _validation_message(exc: ValidationError | RequestValidationError) -> str:
@@ -271,11 +187,12 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
         metrics.items.labels(result.status).inc()
         if result.status == "succeeded":
             metrics.audio_seconds.labels("/v1/items").inc(result.audio_seconds)
-        status = 200
+        body = result.model_dump(mode="json")
         if result.status == "failed" and result.error is not None:
-            status = status_for(result.error.code)
-            count_error(request, result.error.code)
-        return JSONResponse(result.model_dump(mode="json"), status_code=status)
+            code = result.error.code
+            count_error(request, code)
+            return JSONResponse(body, status_code=status_for(code), headers=error_headers(code))
+        return JSONResponse(body)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -1,24 +1,29 @@
-"""Running a window of segments (from many requests) through the model in bounded batches.
+"""Cutting model batches from every segment waiting, at the moment the model frees up.
 
-`@serve.batch` hands the Transcriber a window: every segment that arrived
-while the previous window ran, up to `max_batch_segments`. The window is cut
-longest first into model batches under the frame budget (`batching.take_batch`),
-so a batch pads little and never exceeds either bound, and segments of one
-request share batches with segments of others. Plain data in, plain data
-out; no Ray here.
+`@serve.batch` fixes a batch's members when the batch forms, not when the
+model becomes free: with a slow model, windows formed during one forward pass
+would queue up and run as many small batches. So the Transcriber's
+`@serve.batch` windows only feed a `Batcher`: a pool of waiting segments from
+which one model batch is cut each time the model is idle. A batch holds the
+oldest waiting segment (so nothing waits forever) plus the segments closest
+to it in length (so little is padding), bounded by the segment count and the
+frame budget (`asr.encoder_frames`, padding included). Segments of different
+requests, with different options, share batches. Plain asyncio, no Ray here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from ..asr import DecodeRequest, Recognized
-from ..batching import Sized, plan_batches
 from .messages import BatchStats, SegmentResult, SegmentTask
 
 
@@ -43,31 +48,111 @@ def check_window(tasks: Sequence[object]) -> None:
     for task in tasks:
         if not isinstance(task, SegmentTask):
             raise TypeError(
-                f"Transcriber.recognize takes one SegmentTask per call, got {type(task).__name__}"
+                f"Transcriber.transcribe takes one SegmentTask per call, got {type(task).__name__}"
             )
 
 
-def run_window(
-    model: Model, tasks: Sequence[SegmentTask], limits: BatchLimits, queued: int = 0
-) -> list[SegmentResult]:
-    """One result per task, in the order of `tasks`."""
-    check_window(tasks)
-    sized = [Sized(i, task.frames) for i, task in enumerate(tasks)]
-    results: list[SegmentResult | None] = [None] * len(tasks)
-    for batch in plan_batches(sized, limits.frames, limits.max_segments):
-        started = time.perf_counter()
-        outputs = model.recognize(
-            [tasks[i].samples for i in batch], [tasks[i].request for i in batch]
-        )
-        elapsed = time.perf_counter() - started
-        if len(outputs) != len(batch):
-            raise RuntimeError(f"the model returned {len(outputs)} results for {len(batch)}")
-        frames = [tasks[i].frames for i in batch]
-        stats = BatchStats(
-            segments=len(batch), frames=max(frames) * len(batch), seconds=elapsed, queued=queued
-        )
-        total = sum(frames)
-        for n, (i, out) in enumerate(zip(batch, outputs, strict=True)):
-            share = elapsed * frames[n] / total
-            results[i] = SegmentResult(out, share, stats if n == 0 else None)
-    return [r for r in results if r is not None]
+@dataclass
+class Waiting:
+    task: SegmentTask
+    frames: int
+    order: int
+    future: asyncio.Future[SegmentResult] = field(repr=False)
+
+
+def cut_batch(pool: Sequence[Waiting], limits: BatchLimits) -> list[Waiting]:
+    """The oldest segment plus those nearest it in length, within both bounds.
+
+    A segment over the frame budget on its own still runs, alone: the budget
+    bounds padding and memory, it never refuses work.
+    """
+    if not pool:
+        return []
+    oldest = min(pool, key=lambda w: w.order)
+    batch = [oldest]
+    longest = oldest.frames
+    others = sorted(
+        (w for w in pool if w is not oldest), key=lambda w: (abs(w.frames - oldest.frames), w.order)
+    )
+    for w in others:
+        if len(batch) == limits.max_segments:
+            break
+        widest = max(longest, w.frames)
+        if widest * (len(batch) + 1) <= limits.frames:
+            batch.append(w)
+            longest = widest
+    return batch
+
+
+def run_batch(model: Model, tasks: Sequence[SegmentTask], queued: int) -> list[SegmentResult]:
+    """One forward pass; each result carries its share of the time, the first the stats."""
+    started = time.perf_counter()
+    outputs = model.recognize([t.samples for t in tasks], [t.request for t in tasks])
+    elapsed = time.perf_counter() - started
+    if len(outputs) != len(tasks):
+        raise RuntimeError(f"the model returned {len(outputs)} results for {len(tasks)}")
+    frames = [t.frames for t in tasks]
+    stats = BatchStats(len(tasks), max(frames) * len(tasks), elapsed, queued)
+    total = sum(frames)
+    return [
+        SegmentResult(out, elapsed * f / total, stats if i == 0 else None)
+        for i, (out, f) in enumerate(zip(outputs, frames, strict=True))
+    ]
+
+
+class Batcher:
+    """Segments wait in a pool; one loop runs the model on batches cut from it."""
+
+    def __init__(self, model: Model, limits: BatchLimits, executor: Executor) -> None:
+        self.model = model
+        self.limits = limits
+        self.executor = executor
+        self._pool: list[Waiting] = []
+        self._counter = itertools.count()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pool)
+
+    async def submit(self, tasks: Sequence[SegmentTask]) -> list[SegmentResult]:
+        """Results for `tasks`, in order, once the model has run each of them."""
+        check_window(tasks)
+        loop = asyncio.get_running_loop()
+        entries = [Waiting(t, t.frames, next(self._counter), loop.create_future()) for t in tasks]
+        self._pool.extend(entries)
+        self._wake.set()
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = loop.create_task(self._run_forever())
+        return list(await asyncio.gather(*(e.future for e in entries)))
+
+    async def _run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pool:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = cut_batch(self._pool, self.limits)
+            chosen = {id(w) for w in batch}
+            self._pool = [w for w in self._pool if id(w) not in chosen]
+            live = [w for w in batch if not w.future.done()]  # callers that gave up
+            if not live:
+                continue
+            try:
+                results = await loop.run_in_executor(
+                    self.executor,
+                    run_batch,
+                    self.model,
+                    [w.task for w in live],
+                    len(self._pool),
+                )
+            except Exception as exc:  # the batch fails; the loop and the others go on
+                for w in live:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                continue
+            for w, result in zip(live, results, strict=True):
+                if not w.future.done():
+                    w.future.set_result(result)

@@ -27,7 +27,9 @@ from .settings import load_serve_settings
 
 log = logging.getLogger(__name__)
 
-WORKER_ATTEMPTS = 3
+# One retry: enough to reach a replacement replica, while an input that crashes its
+# Worker (a decoder bug) takes down at most two.
+WORKER_ATTEMPTS = 2
 
 
 @serve.deployment(name="Ingress")
@@ -71,5 +73,19 @@ class Ingress:
         return reply
 
     async def model_status(self) -> ModelStatus:
+        # Asking a Transcriber scaled to zero would scale it up again: a readiness
+        # probe must not keep the pool awake, so look at Serve's status first.
+        if await asyncio.to_thread(self._transcribers_running) == 0:
+            return ModelStatus(ready=False)
         status: ModelStatus = await self.transcriber.status.remote()
         return status
+
+    @staticmethod
+    def _transcribers_running() -> int:
+        app = serve.get_replica_context().replica_id.deployment_id.app_name
+        try:
+            deployment = serve.status().applications[app].deployments["Transcriber"]
+        except (KeyError, RuntimeError) as exc:  # no status yet: ask the replicas instead
+            log.debug("no Serve status for the Transcriber (%s)", exc)
+            return 1
+        return sum(n for state, n in deployment.replica_states.items() if state == "RUNNING")

@@ -15,10 +15,11 @@ are idempotent, so a retry is always safe).
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -31,7 +32,7 @@ from ..errors import HarkError, InternalError, StorageUnavailable
 from ..factory import build_detector, segmenting
 from ..items import ItemRunner, Started
 from ..itemspec import ItemRequest, ItemResult
-from ..pipeline import PreparedFile, assemble, prepare
+from ..pipeline import PreparedFile, SegmentWork, assemble, prepare
 from ..schema import ModelInfo
 from .context import configure_replica_logging, run_in_context, set_request_id
 from .errors import Unavailable
@@ -100,9 +101,16 @@ class Worker:
         self, prepared: PreparedFile
     ) -> tuple[list[Recognized], float, tuple[BatchStats, ...]]:
         request = prepared.request()
-        tasks = [SegmentTask(work.samples(), request) for work in prepared.segments]
+        # Enough segments in flight to fill a batch alone; a long file's samples are
+        # cut (and held in memory) only as earlier segments come back.
+        window = asyncio.Semaphore(self.settings.max_batch_segments)
+
+        async def one(work: SegmentWork) -> SegmentResult:
+            async with window:
+                return await self._segment(SegmentTask(work.samples(), request))
+
         try:
-            results = await asyncio.gather(*(self._segment(t) for t in tasks))
+            results = await asyncio.gather(*(one(w) for w in prepared.segments))
         except HarkError:
             raise
         except Exception as exc:  # a bug in the Transcriber: report it, keep serving
@@ -117,16 +125,7 @@ class Worker:
         set_request_id(job.request_id)
         batches: tuple[BatchStats, ...] = ()
         try:
-            prepared = await self._run(
-                prepare,
-                io.BytesIO(job.data),
-                uri=job.filename,
-                options=job.options,
-                detector=self.detector,
-                settings=self.segmenting,
-                etag=job.md5 or None,
-                size=len(job.data),
-            )
+            prepared = await self._run(self._prepare_upload, job)
             try:
                 results, asr_seconds, batches = await self._recognize(prepared)
                 model = await self._model_info()
@@ -136,12 +135,30 @@ class Worker:
             finally:
                 prepared.close()
         except HarkError as exc:
-            log.info("%s: %s", job.filename, exc, extra={"code": exc.code})
+            log.info("%s", exc, extra={"code": exc.code})
             return TranscribeReply(failure=Failure.of(exc), batches=batches)
         except Exception as exc:
             log.exception("%s: transcription failed", job.filename)
             return TranscribeReply(failure=Failure("internal", f"{type(exc).__name__}: {exc}"))
         return TranscribeReply(transcript=transcript, batches=batches)
+
+    def _prepare_upload(self, job: UploadJob) -> PreparedFile:
+        # Decoded from a file, as items and `hark transcribe` are: one code path for all.
+        suffix = Path(job.filename).suffix[:16]
+        with tempfile.NamedTemporaryFile(
+            prefix="hark-upload-", suffix=suffix, dir=self.settings.upload_dir
+        ) as tmp:
+            tmp.write(job.data)
+            tmp.flush()
+            return prepare(
+                tmp.name,
+                uri=job.filename,
+                options=job.options,
+                detector=self.detector,
+                settings=self.segmenting,
+                etag=job.md5 or None,
+                size=len(job.data),
+            )
 
     async def process_item(self, req: ItemRequest, rid: str = "") -> ItemReply:
         """One S3 object → its outputs; never raises for a bad item (see `ItemResult`)."""
@@ -156,14 +173,14 @@ class Worker:
                 if attempt == self.settings.item_attempts:
                     return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
                 log.warning(
-                    "%s: %s; retrying in %.1fs (try %d of %d)",
-                    req.input_uri, exc, delay, attempt, self.settings.item_attempts,
+                    "%s; retrying in %.1fs (try %d of %d)",
+                    exc, delay, attempt, self.settings.item_attempts,
                     extra={"job": req.job, "uri": req.input_uri, "code": exc.code},
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay *= 2
             except HarkError as exc:
-                log.info("%s: %s", req.input_uri, exc, extra={"uri": req.input_uri})
+                log.info("%s", exc, extra={"job": req.job, "uri": req.input_uri, "code": exc.code})
                 return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
             except Exception as exc:
                 log.exception("%s: the item failed", req.input_uri)

@@ -1,0 +1,76 @@
+"""Many concurrent requests: all succeed, each equals its single-request result, batches mix them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import app_args, deploy
+
+pytestmark = pytest.mark.integration
+
+# Mixed lengths (4 to 18.5 s), mono and stereo, two sample rates, silence included.
+FILES = [
+    "one_sentence_16k.wav",
+    "speech_yue_16k.wav",
+    "speech_ko_16k.wav",
+    "speech_ja_16k.wav",
+    "silence_10s.wav",
+    "speech_zh_16k.wav",
+    "call_stereo_8k.wav",
+    "speech_en_16k.wav",
+]
+CONCURRENCY = 64
+
+
+@pytest.fixture(scope="module")
+def url(serve_instance: str, tiny_model_dir: Path) -> Iterator[str]:
+    # The tiny model answers in milliseconds, so windows would rarely fill on their own;
+    # a longer wait lets segments of many requests meet, as a busy real model makes them.
+    args = app_args(tiny_model_dir, worker_threads=2, batch_wait_seconds=0.5)
+    with deploy(serve_instance, args) as base:
+        yield base
+
+
+def transcribe(url: str, path: Path) -> dict[str, object]:
+    r = httpx.post(
+        f"{url}/v1/transcribe",
+        files={"file": (path.name, path.read_bytes())},
+        timeout=600,
+    )
+    assert r.status_code == 200, f"{path.name}: {r.status_code} {r.text}"
+    doc: dict[str, object] = r.json()
+    return doc
+
+
+def segments(doc: dict[str, object]) -> list[tuple[float, float, str]]:
+    return [(s["start"], s["end"], s["raw"]) for s in doc["segments"]]  # type: ignore[attr-defined,index]
+
+
+def batches_run(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    found = re.search(r"^hark_model_batch_segments_count (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_concurrent_requests_all_succeed_and_equal_single_requests(
+    url: str, audio_dir: Path
+) -> None:
+    alone = {name: segments(transcribe(url, audio_dir / name)) for name in FILES}
+    before = batches_run(url)
+
+    names = [FILES[i % len(FILES)] for i in range(CONCURRENCY)]
+    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        docs = list(pool.map(lambda n: transcribe(url, audio_dir / n), names))
+
+    for name, doc in zip(names, docs, strict=True):
+        assert segments(doc) == alone[name], name
+    # Fewer model batches than requests with speech: by pigeonhole, some batch held
+    # segments of more than one request.
+    with_speech = sum(1 for n in names if alone[n])
+    assert 0 < batches_run(url) - before < with_speech

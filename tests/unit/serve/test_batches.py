@@ -1,0 +1,137 @@
+"""Model batches are cut from everything waiting: bounded, fair, in order for each caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from hark_serving.asr import DecodeRequest, Recognized, encoder_frames
+from hark_serving.serve.batches import (
+    Batcher,
+    BatchLimits,
+    Waiting,
+    check_window,
+    cut_batch,
+    run_batch,
+)
+from hark_serving.serve.messages import SegmentResult, SegmentTask
+
+
+class CountingModel:
+    """Echoes each wave's length and language; remembers the batches it was given.
+
+    `gate`, when set, holds the first batch until released, as a slow model would.
+    """
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = gate
+
+    def recognize(
+        self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+    ) -> list[Recognized]:
+        if self.gate is not None and not self.batches:
+            self.gate.wait(10)
+        self.batches.append([len(w) for w in waves])
+        return [Recognized(f"{r.language}:{len(w)}") for w, r in zip(waves, requests, strict=True)]
+
+
+def task(seconds: float, language: str = "auto") -> SegmentTask:
+    return SegmentTask(np.zeros(int(seconds * 16000), np.float32), DecodeRequest(language))
+
+
+def waiting(seconds: list[float]) -> list[Waiting]:
+    loop = asyncio.new_event_loop()
+    try:
+        return [
+            Waiting(task(s), task(s).frames, i, loop.create_future()) for i, s in enumerate(seconds)
+        ]
+    finally:
+        loop.close()
+
+
+def test_a_batch_starts_from_the_oldest_and_adds_the_nearest_lengths() -> None:
+    pool = waiting([10, 1, 9.5, 2, 10.5, 1])
+    batch = cut_batch(pool, BatchLimits(max_segments=3))
+    assert [w.order for w in batch] == [0, 2, 4]
+
+
+def test_a_batch_respects_the_segment_count_and_the_frame_budget() -> None:
+    pool = waiting([1, 1, 1, 1, 1, 10, 10, 10])
+    limits = BatchLimits(max_segments=3, frames=2 * encoder_frames(160000))
+    batch = cut_batch(pool, limits)
+    assert len(batch) == 3
+    assert max(w.frames for w in batch) * len(batch) <= limits.frames
+    # Around a long oldest segment, only what fits the budget joins it.
+    long_first = waiting([10, 10, 10, 1])
+    assert [w.order for w in cut_batch(long_first, limits)] == [0, 1]
+
+
+def test_a_segment_over_the_budget_still_runs_alone() -> None:
+    assert [w.order for w in cut_batch(waiting([30, 1]), BatchLimits(frames=100))] == [0]
+    assert cut_batch([], BatchLimits()) == []
+
+
+def test_each_batch_reports_its_stats_once_and_shares_its_time_by_frames() -> None:
+    tasks = [task(1), task(3), task(2)]
+    results = run_batch(CountingModel(), tasks, queued=7)
+    assert [r.recognized.raw for r in results] == ["auto:16000", "auto:48000", "auto:32000"]
+    assert results[0].batch is not None and results[1].batch is None
+    assert results[0].batch.segments == 3 and results[0].batch.queued == 7
+    assert results[0].batch.frames == 3 * encoder_frames(48000)
+    assert sum(r.seconds for r in results) == pytest.approx(results[0].batch.seconds)
+
+
+def test_segments_that_wait_while_the_model_runs_share_the_next_batch() -> None:
+    gate = threading.Event()
+    model = CountingModel(gate)
+
+    async def scenario() -> list[list[SegmentResult]]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, BatchLimits(), pool)
+            first = asyncio.create_task(batcher.submit([task(1, "en")]))
+            await asyncio.sleep(0.05)  # the model is now busy with the first window
+            rest = [
+                asyncio.create_task(batcher.submit([task(2, "zh"), task(3, "ja")])),
+                asyncio.create_task(batcher.submit([task(4, "ko")])),
+            ]
+            await asyncio.sleep(0.05)
+            assert batcher.waiting == 3
+            gate.set()
+            return [await first, *[await r for r in rest]]
+
+    results = asyncio.run(scenario())
+    assert model.batches == [[16000], [32000, 48000, 64000]]
+    raws = [[r.recognized.raw for r in rs] for rs in results]
+    assert raws == [["en:16000"], ["zh:32000", "ja:48000"], ["ko:64000"]]
+
+
+def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on() -> None:
+    class Flaky(CountingModel):
+        def recognize(
+            self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+        ) -> list[Recognized]:
+            if len(waves[0]) == 16000:
+                raise RuntimeError("boom")
+            return super().recognize(waves, requests)
+
+    async def scenario() -> list[SegmentResult]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(Flaky(), BatchLimits(), pool)
+            with pytest.raises(RuntimeError, match="boom"):
+                await batcher.submit([task(1)])
+            return await batcher.submit([task(2)])
+
+    assert asyncio.run(scenario())[0].recognized.raw == "auto:32000"
+
+
+def test_misuse_fails_fast() -> None:
+    with pytest.raises(TypeError, match="SegmentTask"):
+        check_window([np.zeros(10)])
+    with pytest.raises(ValueError):
+        BatchLimits(max_segments=0)
