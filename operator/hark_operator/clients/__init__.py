@@ -1,0 +1,1 @@
+"""Clients at the bottom of the operator: the Kubernetes API, object storage, item processors."""

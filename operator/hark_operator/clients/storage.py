@@ -1,0 +1,167 @@
+"""Object storage for the operator: one S3Store per storage profile, and the few
+objects the operator itself reads and writes.
+
+Credentials of a profile that names `credentialsSecret` come from that Secret
+in the operator's own namespace (keys `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`), re-read every
+`refresh_seconds` so rotated keys are picked up. A job never names a Secret.
+boto3 is synchronous: calls run on a private thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from hark_serving.errors import HarkError, InvalidOption, ObjectNotFound
+from hark_serving.itemspec import ItemResult
+from hark_serving.schema import utc_now
+from hark_serving.storage.profiles import (
+    ACCESS_KEY_FILE,
+    SECRET_KEY_FILE,
+    SESSION_TOKEN_FILE,
+    Credentials,
+    StorageProfiles,
+)
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import S3Uri, parse_s3_uri
+
+from ..errors import JobConfigError
+from ..work import WorkItem
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Pinned in docs/architecture.md: the input's ETag on every output object.
+SOURCE_ETAG_METADATA = "hark-source-etag"
+SecretReader = Callable[[str, str], Awaitable[dict[str, str]]]
+
+
+class Stores:
+    def __init__(
+        self,
+        profiles: StorageProfiles,
+        *,
+        secrets: SecretReader | None = None,
+        namespace: str = "default",
+        refresh_seconds: float = 300.0,
+        threads: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.profiles = profiles
+        self.secrets = secrets
+        self.namespace = namespace
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[S3Store, float]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hark-s3")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking storage call off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def store(self, profile: str | None) -> S3Store:
+        """The store of a profile; JobConfigError when the profile or its Secret is wrong."""
+        try:
+            spec = self.profiles.profile(profile)
+        except InvalidOption as exc:
+            raise JobConfigError(exc.message) from None
+        name = profile or self.profiles.spec.default
+        cached = self._cache.get(name)
+        if cached is not None and (
+            spec.credentials_secret is None or self.clock() - cached[1] < self.refresh_seconds
+        ):
+            return cached[0]
+        creds = None
+        if spec.credentials_secret and self.secrets is not None:
+            creds = await self._credentials(name, spec.credentials_secret)
+        store = self.profiles.store(name, credentials=creds)
+        self._cache[name] = (store, self.clock())
+        return store
+
+    async def _credentials(self, profile: str, secret: str) -> Credentials:
+        assert self.secrets is not None
+        where = f"Secret {self.namespace}/{secret} of storage profile {profile!r}"
+        try:
+            data = await self.secrets(self.namespace, secret)
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status in (403, 404):
+                raise JobConfigError(f"{where} cannot be read ({status})") from exc
+            raise
+        try:
+            return Credentials(
+                data[ACCESS_KEY_FILE], data[SECRET_KEY_FILE], data.get(SESSION_TOKEN_FILE)
+            )
+        except KeyError as exc:
+            raise JobConfigError(f"{where} lacks the key {exc.args[0]}") from None
+
+
+def read_json(store: S3Store, uri: S3Uri) -> dict[str, Any] | None:
+    """A JSON object, or None when it is missing or unreadable."""
+    try:
+        doc = json.loads(store.get_bytes(uri))
+    except ObjectNotFound:
+        return None
+    except ValueError:
+        log.warning("%s: not valid JSON; left out of the summary", uri)
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def write_json(store: S3Store, uri: S3Uri, doc: dict[str, Any]) -> None:
+    store.put_bytes(uri, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")
+
+
+class ErrorRecorder:
+    """Writes `<base>.error.json` for an item's last failure when the worker did not.
+
+    Same document as the worker's (code, message, attempts, source ETag), so a
+    reader cannot tell who wrote it. A vanished input gets none: there is
+    nothing left to report on and the next scan no longer lists it.
+    """
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    async def record(self, job: str, item: WorkItem, result: ItemResult, attempts: int) -> None:
+        code = result.error.code if result.error else "failed"
+        if code == ObjectNotFound.code:
+            return
+        store = await self.stores.store(item.request.profile)
+        await self.stores.run(self._write, store, job, item, result, attempts)
+
+    @staticmethod
+    def _write(store: S3Store, job: str, item: WorkItem, result: ItemResult, attempts: int) -> None:
+        base = parse_s3_uri(item.request.output_uri)
+        target = S3Uri(base.bucket, base.key + ".error.json")
+        try:
+            meta = store.head_metadata(target)
+        except HarkError:
+            meta = None
+        if meta is not None and meta.get(SOURCE_ETAG_METADATA) == item.etag:
+            return  # the worker recorded it
+        error = result.error
+        doc = {
+            "code": error.code if error else "failed",
+            "message": error.message if error else "processing failed",
+            "attempts": attempts,
+            "source": {"uri": item.request.input_uri, "etag": item.etag or None},
+            "job": job,
+            "created_at": utc_now(),
+        }
+        store.put_bytes(
+            target,
+            (json.dumps(doc, indent=2) + "\n").encode(),
+            "application/json",
+            {SOURCE_ETAG_METADATA: item.etag},
+        )

@@ -1,0 +1,352 @@
+"""Sending items to the processor: bounded, prioritised, fair, retried, single-flight.
+
+One dispatcher serves every job of an operator. Each job brings a queue of
+items; the dispatcher starts an item when
+
+- fewer than `max_in_flight` items run in total and fewer than the job's
+  `parallelism` run for that job, and
+- no job of a higher priority has an item ready; among jobs of equal priority
+  the one served least recently goes first (round robin), so a big job cannot
+  starve a small one.
+
+An item key (its output base) is either free or owned by exactly one queue
+entry, running call or backoff wait, from `submit` until its final outcome,
+so the same output is never worked on twice at once. A failure marked
+retryable (a lost replica, storage trouble, a timeout) is tried again after an
+exponential backoff until the job's `max_attempts`; the last failure is
+handed to the `FailureRecorder` (which writes `.error.json` when the worker
+did not) before the outcome is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hark_serving.itemspec import ItemError, ItemRequest, ItemResult
+
+from . import metrics
+from .errors import ProcessorUnavailable
+from .work import FailureRecorder, Outcome, Processor, Sink, WorkItem
+
+__all__ = ["Backoff", "Dispatcher", "JobLoad", "Outcome", "Processor", "WorkItem"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before try `attempt + 1`: base·factor^(attempt-1), capped, minus up to `jitter`."""
+
+    base: float = 2.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, rand: float = 0.0) -> float:
+        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        return raw * (1.0 - self.jitter * rand)
+
+
+@dataclass(frozen=True)
+class JobLoad:
+    queued: int  # ready to start
+    waiting: int  # in backoff before another try
+    running: int
+
+    @property
+    def open(self) -> int:
+        return self.queued + self.waiting + self.running
+
+
+class _Signal:
+    """Wakes every waiter when something changed; waiters re-check their predicate."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._event.wait()
+
+
+@dataclass
+class _Job:
+    key: str
+    priority: int
+    parallelism: int
+    max_attempts: int
+    sink: Sink
+    queue_limit: int
+    suspended: bool = False
+    ready: deque[tuple[WorkItem, int]] = field(default_factory=deque)
+    waiting: list[tuple[float, int, WorkItem, int]] = field(default_factory=list)
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    served: int = 0
+    changed: _Signal = field(default_factory=_Signal)
+
+    def load(self) -> JobLoad:
+        return JobLoad(len(self.ready), len(self.waiting), len(self.running))
+
+
+def _failed(req: ItemRequest, code: str, message: str) -> ItemResult:
+    return ItemResult(
+        status="failed",
+        input_uri=req.input_uri,
+        output_uri=f"{req.output_uri}.json",
+        error=ItemError(code=code, message=message),
+        retryable=True,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        max_in_flight: int,
+        item_timeout: float,
+        backoff: Backoff | None = None,
+        recorder: FailureRecorder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.processor = processor
+        self.max_in_flight = max_in_flight
+        self.item_timeout = item_timeout
+        self.backoff = backoff or Backoff()
+        self.recorder = recorder
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._jobs: dict[str, _Job] = {}
+        self._owners: dict[str, str] = {}  # item key → job key
+        self._running = 0
+        self._serial = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- jobs ------------------------------------------------------------------
+
+    def register(
+        self,
+        job: str,
+        *,
+        priority: int = 0,
+        parallelism: int = 1,
+        max_attempts: int = 3,
+        sink: Sink,
+        queue_limit: int | None = None,
+    ) -> None:
+        if job in self._jobs:
+            raise ValueError(f"job {job} is already registered")
+        limit = queue_limit if queue_limit is not None else max(64, 4 * parallelism)
+        self._jobs[job] = _Job(job, priority, parallelism, max_attempts, sink, limit)
+
+    def configure(
+        self,
+        job: str,
+        *,
+        priority: int | None = None,
+        parallelism: int | None = None,
+        max_attempts: int | None = None,
+        suspended: bool | None = None,
+    ) -> None:
+        j = self._jobs[job]
+        if priority is not None:
+            j.priority = priority
+        if parallelism is not None:
+            j.parallelism = parallelism
+        if max_attempts is not None:
+            j.max_attempts = max_attempts
+        if suspended is not None:
+            j.suspended = suspended
+        self._wake.set()
+
+    async def unregister(self, job: str) -> None:
+        """Stop the job's dispatching: queued items are dropped, running calls cancelled."""
+        j = self._jobs.pop(job, None)
+        if j is None:
+            return
+        tasks = list(j.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for item, _ in j.ready:
+            self._owners.pop(item.key, None)
+        for _, _, item, _ in j.waiting:
+            self._owners.pop(item.key, None)
+        j.ready.clear()
+        j.waiting.clear()
+        metrics.IN_FLIGHT.set(self._running)
+        j.changed.fire()
+        self._wake.set()
+
+    def registered(self, job: str) -> bool:
+        return job in self._jobs
+
+    def load(self, job: str) -> JobLoad:
+        j = self._jobs.get(job)
+        return j.load() if j else JobLoad(0, 0, 0)
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def busy(self, key: str) -> bool:
+        return key in self._owners
+
+    # -- items -----------------------------------------------------------------
+
+    async def submit(self, job: str, item: WorkItem) -> bool:
+        """Queue `item`; False when its key is already queued, waiting or running.
+
+        Waits while the job's queue is full, so a scan of a huge prefix advances
+        only as fast as items are taken.
+        """
+        j = self._jobs[job]
+        await j.changed.wait_for(
+            lambda: job not in self._jobs or len(j.ready) + len(j.waiting) < j.queue_limit
+        )
+        if job not in self._jobs or item.key in self._owners:
+            return False
+        self._owners[item.key] = job
+        j.ready.append((item, 1))
+        self._wake.set()
+        return True
+
+    async def idle(self, job: str, timeout: float | None = None) -> bool:
+        """Wait until the job has nothing queued, waiting or running; False on timeout."""
+        j = self._jobs.get(job)
+        if j is None:
+            return True
+
+        def done() -> bool:
+            return j.load().open == 0 or job not in self._jobs
+
+        try:
+            await asyncio.wait_for(j.changed.wait_for(done), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- the loop --------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._loop(), name="hark-dispatcher")
+
+    async def close(self) -> None:
+        for job in list(self._jobs):
+            await self.unregister(job)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            timeout = self._promote_due()
+            self._launch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _promote_due(self) -> float | None:
+        """Move retries whose backoff has passed to the front; seconds to the next one."""
+        now = self.clock()
+        next_due: float | None = None
+        for j in self._jobs.values():
+            while j.waiting and j.waiting[0][0] <= now:
+                _, _, item, attempt = heapq.heappop(j.waiting)
+                j.ready.appendleft((item, attempt))
+            if j.waiting:
+                due = j.waiting[0][0] - now
+                next_due = due if next_due is None else min(next_due, due)
+        return next_due
+
+    def _pick(self) -> _Job | None:
+        best: _Job | None = None
+        for j in self._jobs.values():
+            if j.suspended or not j.ready or len(j.running) >= j.parallelism:
+                continue
+            if best is None or (j.priority, -j.served) > (best.priority, -best.served):
+                best = j
+        return best
+
+    def _launch(self) -> None:
+        while self._running < self.max_in_flight:
+            j = self._pick()
+            if j is None:
+                return
+            item, attempt = j.ready.popleft()
+            j.served = next(self._serial)
+            self._running += 1
+            metrics.IN_FLIGHT.set(self._running)
+            j.running[item.key] = asyncio.create_task(
+                self._run(j, item, attempt), name=f"hark-item {item.key}"
+            )
+            j.changed.fire()
+
+    async def _call(self, item: WorkItem, attempt: int) -> ItemResult:
+        req = item.request.model_copy(update={"attempt": attempt})
+        try:
+            return await asyncio.wait_for(self.processor.process(req), self.item_timeout)
+        except TimeoutError:
+            return _failed(req, "timeout", f"no result within {self.item_timeout:.0f}s")
+        except ProcessorUnavailable as exc:
+            return _failed(req, ProcessorUnavailable.code, str(exc))
+        except Exception as exc:  # a client bug must not lose the item: retry, then record
+            log.exception("%s: processing raised", item.key)
+            return _failed(req, "internal", f"{type(exc).__name__}: {exc}")
+
+    async def _run(self, j: _Job, item: WorkItem, attempt: int) -> None:
+        released = True
+        try:
+            result = await self._call(item, attempt)
+            again = result.status == "failed" and result.retryable
+            if again and attempt < j.max_attempts and j.key in self._jobs:
+                delay = self.backoff.delay(attempt, self.rng.random())
+                log.info(
+                    "%s: try %d failed (%s), again in %.1fs",
+                    item.key,
+                    attempt,
+                    result.error.code if result.error else "?",
+                    delay,
+                )
+                metrics.ITEMS.labels(j.key, "retried").inc()
+                heapq.heappush(
+                    j.waiting, (self.clock() + delay, next(self._serial), item, attempt + 1)
+                )
+                released = False
+                return
+            if result.status == "failed" and self.recorder is not None:
+                try:
+                    await self.recorder.record(j.key, item, result, attempt)
+                except Exception:  # the next scan finds the item pending and tries again
+                    log.exception("%s: could not record the failure", item.key)
+            metrics.ITEMS.labels(j.key, result.status).inc()
+            if j.key in self._jobs:
+                try:
+                    j.sink(Outcome(j.key, item, result, attempt))
+                except Exception:
+                    log.exception("%s: the job could not take its outcome", item.key)
+        finally:
+            self._running -= 1
+            metrics.IN_FLIGHT.set(self._running)
+            j.running.pop(item.key, None)
+            if released and self._owners.get(item.key) == j.key:
+                del self._owners[item.key]
+            self._wake.set()
+            j.changed.fire()

@@ -1,0 +1,138 @@
+"""A job's counts between two scans: the last complete scan plus the outcomes since.
+
+A scan of the prefixes is exact but takes a while on a big prefix, and items
+finish while it runs. So the counts shown are the latest *complete* scan
+(total, done, failed, pending) moved along by the outcomes that arrived after
+it completed: a success moves one item from pending to succeeded, a final
+failure from pending to failed.
+
+Each item carries the number of the scan that queued it. An item queued by
+the running scan was pending in it, so its outcome carries over into the
+counts after that scan completes. An outcome of an item queued earlier may
+or may not be in the running scan's listing, so it is left to the next scan
+rather than risk counting it twice. Before the first scan completes, the
+running scan is shown with every outcome so far, so a first scan of a huge
+prefix shows progress too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from hark_serving.itemspec import ItemResult
+
+from .models import Counts, FailureRecord
+from .planner import PlanItem, ScanTally
+
+RECENT_FAILURES = 20
+
+
+@dataclass
+class _Delta:
+    succeeded: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
+class JobTracker:
+    recent_limit: int = RECENT_FAILURES
+    scans: int = 0  # completed scans; the running one is number scans + 1
+    snapshot: ScanTally | None = None
+    running: ScanTally | None = None
+    delta: _Delta = field(default_factory=_Delta)  # since the last complete scan
+    carry: _Delta = field(default_factory=_Delta)  # of items the running scan queued
+    recent: deque[FailureRecord] = field(default_factory=deque)
+    last_scan_time: datetime | None = None
+
+    @property
+    def scan_number(self) -> int:
+        """The number of the scan running (or about to run): tag items with it."""
+        return self.scans + 1
+
+    def begin_scan(self) -> None:
+        self.running = ScanTally()
+        self.carry = _Delta()
+
+    def scanned(self, item: PlanItem) -> None:
+        assert self.running is not None, "begin_scan first"
+        self.running.add(item)
+
+    def end_scan(self, when: datetime) -> ScanTally:
+        assert self.running is not None, "begin_scan first"
+        self.snapshot, self.running = self.running, None
+        self.delta, self.carry = self.carry, _Delta()
+        self.scans += 1
+        self.last_scan_time = when
+        return self.snapshot
+
+    def abandon_scan(self) -> None:
+        """A scan that failed half-way tells nothing; the last complete one stands."""
+        self.running = None
+        self.carry = _Delta()
+
+    def record(self, result: ItemResult, key: str, when: datetime, tag: int) -> None:
+        """A final outcome from the dispatcher, of an item queued by scan `tag`."""
+        deltas = [self.delta]
+        if self.running is not None and tag == self.scan_number:
+            deltas.append(self.carry)
+        for d in deltas:
+            if result.status == "failed":
+                d.failed += 1
+            else:
+                d.succeeded += 1
+                d.skipped += result.status == "skipped"
+        if result.status == "failed":
+            error = result.error
+            self._remember(
+                FailureRecord(
+                    key=key,
+                    reason=error.code if error else "failed",
+                    message=(error.message if error else "")[:512],
+                    time=when,
+                )
+            )
+
+    def _remember(self, failure: FailureRecord) -> None:
+        self.recent.append(failure)
+        while len(self.recent) > self.recent_limit:
+            self.recent.popleft()
+
+    def seed_failures(self, failures: list[FailureRecord]) -> None:
+        """Failures found by scanning (their .error.json), oldest first."""
+        for failure in failures[-self.recent_limit :]:
+            self._remember(failure)
+
+    @property
+    def base(self) -> ScanTally:
+        if self.snapshot is not None:
+            return self.snapshot
+        return self.running or ScanTally()
+
+    def counts(self, in_flight: int) -> Counts:
+        base, d = self.base, self.delta
+        total = base.total
+        failed = min(total, base.failed + d.failed)
+        succeeded = min(total - failed, base.done + d.succeeded)
+        skipped = min(succeeded, base.skipped + d.skipped)
+        in_flight = min(in_flight, total - failed - succeeded)
+        pending = max(0, total - succeeded - failed - in_flight)
+        return Counts(
+            total=total,
+            succeeded=succeeded,
+            failed=failed,
+            skipped=skipped,
+            in_flight=in_flight,
+            pending=pending,
+        )
+
+    def backlog(self, in_flight: int) -> int:
+        """Items waiting or in flight: the scaling policy's input for this job."""
+        c = self.counts(in_flight)
+        return c.pending + c.in_flight
+
+    def with_scan(self, tally: ScanTally) -> JobTracker:
+        """A copy whose last complete scan is `tally` (for tests and tools)."""
+        return replace(self, snapshot=tally, delta=_Delta(), carry=_Delta())

@@ -1,0 +1,149 @@
+"""The operator's one settings object, read from `HARK_*` environment variables.
+
+Names are pinned in docs/architecture.md ("Operator settings"); a bad value
+fails at start with the variable and the value it had. `hark operator` flags
+override fields of this object, they never keep a default of their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hark_serving.errors import ConfigError
+from hark_serving.storage.profiles import StorageProfile, StorageProfiles
+
+from .scaling.policy import ScalingPolicy
+
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    try:
+        return SA_NAMESPACE_FILE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HARK_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # Processing
+    processor: Literal["serve", "inprocess"] = Field(
+        "serve",
+        description="serve: POST /v1/items to the Serve app; inprocess: run the engine here.",
+    )
+    serve_url: str = Field(
+        "http://hark-serve:8000", description="Base URL of the Serve application `hark`."
+    )
+    api_token: str | None = Field(None, description="Bearer token for the Serve app, if any.")
+    max_in_flight: int = Field(32, ge=1, le=10000, description="Items in flight over all jobs.")
+    item_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Give up on one try of an item after this long."
+    )
+    retry_base_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles.")
+    retry_max_seconds: float = Field(300.0, ge=0, description="Longest retry delay.")
+    status_interval_seconds: float = Field(
+        2.0, gt=0, description="How often a job's status is written while it changes."
+    )
+
+    # Scaling (DESIGN.md §8)
+    scaler: Literal["kuberay", "serve-api", "inprocess", "none"] = Field(
+        "none", description="Where the GPU replica floor is written."
+    )
+    rayservice_name: str = Field("hark", description="RayService the kuberay scaler patches.")
+    rayservice_namespace: str | None = Field(
+        None, description="Its namespace; the operator's own when unset."
+    )
+    ray_dashboard_url: str | None = Field(
+        None, description="Ray dashboard for the serve-api scaler (http://head:8265)."
+    )
+    serve_app_name: str = Field("hark", description="Serve application holding the Transcriber.")
+    transcriber_deployment: str = Field("Transcriber", description="Deployment whose floor moves.")
+    scale_min_replicas: int = Field(0, ge=0, description="Lowest floor (0: scale to zero).")
+    scale_max_replicas: int = Field(4, ge=0, le=1000, description="Highest floor.")
+    items_per_replica: float = Field(8.0, gt=0, description="Backlog items one replica absorbs.")
+    scale_down_delay_seconds: float = Field(
+        300.0, ge=0, description="A level of the floor goes after this long without need."
+    )
+    scale_interval_seconds: float = Field(10.0, gt=0, description="How often the floor is set.")
+
+    # Scope and identity
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces to watch, comma-separated; empty: all."
+    )
+    operator_namespace: str = Field(
+        default_factory=_own_namespace,
+        description="The operator's namespace; storage profile Secrets are read only there.",
+    )
+    peering_name: str = Field("hark", description="kopf peering object shared by the replicas.")
+    standalone: bool = Field(False, description="Run without peering (one replica, or tests).")
+    peering_lifetime_seconds: int = Field(
+        60, ge=5, le=3600, description="A silent replica counts as gone after this long."
+    )
+    priority: int | None = Field(
+        None, description="Peering priority; random when unset, so replicas never tie."
+    )
+    health_port: int = Field(8080, ge=0, le=65535, description="/healthz port; 0: none.")
+    metrics_port: int = Field(9090, ge=0, le=65535, description="/metrics port; 0: none.")
+
+    # Object storage: profiles, or one default profile from the HARK_S3_* fallback
+    storage_profiles: Path | None = Field(None, description="YAML file of storage profiles.")
+    s3_endpoint_url: str | None = Field(None, description="Fallback profile's endpoint.")
+    s3_region: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    credentials_refresh_seconds: float = Field(
+        300.0, gt=0, description="Re-read profile Secrets this often (rotated keys)."
+    )
+
+    @field_validator("namespaces", "allowed_buckets", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> OperatorSettings:
+        if self.scale_min_replicas > self.scale_max_replicas:
+            raise ValueError("HARK_SCALE_MIN_REPLICAS must not exceed HARK_SCALE_MAX_REPLICAS")
+        if self.scaler == "serve-api" and not self.ray_dashboard_url:
+            raise ValueError("HARK_SCALER=serve-api needs HARK_RAY_DASHBOARD_URL")
+        return self
+
+    def scaling_policy(self) -> ScalingPolicy:
+        return ScalingPolicy(
+            items_per_replica=self.items_per_replica,
+            min_replicas=self.scale_min_replicas,
+            max_replicas=self.scale_max_replicas,
+            scale_down_delay_seconds=self.scale_down_delay_seconds,
+        )
+
+    def profiles(self) -> StorageProfiles:
+        fallback = StorageProfile(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            addressing_style=self.s3_addressing_style,
+            allowed_buckets=tuple(self.allowed_buckets),
+        )
+        return StorageProfiles.load(self.storage_profiles, fallback)
+
+
+def load_operator_settings(**overrides: object) -> OperatorSettings:
+    """Settings from the environment with `overrides` (CLI flags) on top; ConfigError
+    naming the variable and its value when one is wrong."""
+    try:
+        return OperatorSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"HARK_{field.upper()}={err.get('input')!r}: {msg}" if field else msg)
+        raise ConfigError("; ".join(problems)) from exc

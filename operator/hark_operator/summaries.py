@@ -1,0 +1,116 @@
+"""Keeping a job's summary current while it runs: transcripts and error files are read
+in the background (a few at a time), their totals added to the tally, and the
+summary document written back to S3 when it changed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from hark_serving.errors import StorageError
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import S3Uri
+
+from .clients.storage import Stores, read_json, write_json
+from .jobsummary import SummaryTally
+from .models import FailureRecord
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["json", "error"]
+READERS = 4
+
+
+class SummaryKeeper:
+    def __init__(
+        self,
+        stores: Stores,
+        *,
+        on_failure: Callable[[FailureRecord], None] | None = None,
+        readers: int = READERS,
+        name: str = "",
+    ) -> None:
+        self.stores = stores
+        self.on_failure = on_failure
+        self.name = name
+        self.tally = SummaryTally()
+        self.store: S3Store | None = None
+        self._queue: asyncio.Queue[tuple[Kind, S3Uri, str]] = asyncio.Queue(maxsize=64)
+        self._readers = readers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
+        self._written = -1
+
+    def start(self, store: S3Store) -> None:
+        self.store = store
+        self._tasks = [asyncio.create_task(self._read()) for _ in range(self._readers)]
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._pending]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._pending, return_exceptions=True)
+
+    async def add(self, kind: Kind, base: S3Uri, source: str) -> None:
+        """Queue the output of `base` for reading; waits while the queue is full."""
+        await self._queue.put((kind, base, source))
+
+    def add_soon(self, kind: Kind, base: S3Uri, source: str) -> None:
+        """The same, from synchronous code (an outcome callback)."""
+        try:
+            self._queue.put_nowait((kind, base, source))
+        except asyncio.QueueFull:
+            self.background(self._queue.put((kind, base, source)))
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Until everything queued so far has been read."""
+        while True:
+            await self._queue.join()
+            if not self._pending:
+                return
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def _read(self) -> None:
+        while True:
+            kind, base, source = await self._queue.get()
+            try:
+                await self._read_one(kind, base, source)
+            except Exception as exc:  # the summary misses one file; the job goes on
+                log.warning("%s: could not read %s for the summary: %s", self.name, base, exc)
+            finally:
+                self._queue.task_done()
+
+    async def _read_one(self, kind: Kind, base: S3Uri, source: str) -> None:
+        if self.store is None:
+            return
+        suffix = ".json" if kind == "json" else ".error.json"
+        doc = await self.stores.run(read_json, self.store, S3Uri(base.bucket, base.key + suffix))
+        if doc is None:
+            return
+        if kind == "json":
+            self.tally.add_transcript(doc)
+            return
+        code, message = str(doc.get("code", "failed")), str(doc.get("message", ""))
+        self.tally.add_failure(source, code, message)
+        if self.on_failure is not None:
+            self.on_failure(FailureRecord(key=source, reason=code, message=message[:512]))
+
+    async def write(self, target: S3Uri, doc: dict[str, Any], *, force: bool = False) -> bool:
+        """Write the summary if it changed since the last write; False if it could not."""
+        if not force and self.tally.version == self._written:
+            return True
+        if self.store is None:
+            return False
+        try:
+            await self.stores.run(write_json, self.store, target, doc)
+        except StorageError as exc:
+            log.warning("%s: summary not written: %s", self.name, exc)
+            return False
+        self._written = self.tally.version
+        return True

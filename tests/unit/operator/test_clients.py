@@ -1,0 +1,152 @@
+"""The HTTP client for /v1/items, settings from the environment, peering as kopf reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+
+from hark_operator.clients.serve import ServeProcessor
+from hark_operator.errors import ProcessorUnavailable
+from hark_operator.peering import higher_live_peers
+from hark_operator.settings import load_operator_settings
+from hark_serving.errors import ConfigError
+from hark_serving.itemspec import ItemRequest
+
+REQ = ItemRequest(input_uri="s3://in-b/a.mp3", output_uri="s3://out-b/a.mp3", job="ns/j")
+
+
+def processor(status: int, body: Any, seen: list[httpx.Request] | None = None) -> ServeProcessor:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        if isinstance(body, Exception):
+            raise body
+        return (
+            httpx.Response(status, json=body)
+            if not isinstance(body, str)
+            else httpx.Response(status, text=body)
+        )
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return ServeProcessor("http://serve:8000/", token="t0k", identity="op-1", client=client)
+
+
+def result(status: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "status": status,
+        "input_uri": REQ.input_uri,
+        "output_uri": REQ.output_uri + ".json",
+        **kw,
+    }
+
+
+def test_a_result_is_returned_with_the_request_sent_as_json_and_the_token() -> None:
+    seen: list[httpx.Request] = []
+    got = asyncio.run(processor(200, result("succeeded", audio_seconds=4.5), seen).process(REQ))
+    assert got.status == "succeeded" and got.audio_seconds == 4.5
+    (request,) = seen
+    assert str(request.url) == "http://serve:8000/v1/items"
+    assert (
+        request.headers["authorization"] == "Bearer t0k"
+        and request.headers["x-hark-operator"] == "op-1"
+    )
+    assert json.loads(request.content)["input_uri"] == REQ.input_uri
+
+
+def test_failed_results_keep_their_code_and_5xx_ones_are_retryable() -> None:
+    error = {"code": "corrupt_audio", "message": "bad"}
+    got = asyncio.run(processor(422, result("failed", error=error)).process(REQ))
+    assert got.status == "failed" and not got.retryable and got.error is not None
+    assert got.error.code == "corrupt_audio"
+    down = {"code": "storage_unavailable", "message": "later"}
+    got = asyncio.run(processor(503, result("failed", error=down, retryable=True)).process(REQ))
+    assert got.retryable
+    got = asyncio.run(
+        processor(500, result("failed", error={"code": "internal", "message": "bug"})).process(REQ)
+    )
+    assert got.retryable  # a server-side failure may pass
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (503, {"error": {"code": "unavailable", "message": "starting"}}),
+        (502, "<html>bad gateway</html>"),
+        (429, {"error": {"code": "busy", "message": ""}}),
+        (401, {"error": {"code": "unauthorized", "message": "token"}}),
+        (404, {"error": {"code": "route_not_found", "message": "/v1/items"}}),
+        (200, {"not": "a result"}),
+    ],
+)
+def test_no_result_means_unavailable(status: int, body: Any) -> None:
+    with pytest.raises(ProcessorUnavailable):
+        asyncio.run(processor(status, body).process(REQ))
+
+
+def test_connection_errors_mean_unavailable() -> None:
+    for exc in (httpx.ConnectError("refused"), httpx.ReadError("reset"), httpx.ReadTimeout("slow")):
+        with pytest.raises(ProcessorUnavailable):
+            asyncio.run(processor(0, exc).process(REQ))
+
+
+def test_a_bad_request_without_a_result_fails_the_item_for_good() -> None:
+    got = asyncio.run(
+        processor(400, {"error": {"code": "invalid_input", "message": "no"}}).process(REQ)
+    )
+    assert got.status == "failed" and not got.retryable and got.error is not None
+    assert got.error.code == "invalid_input"
+
+
+def test_settings_come_from_hark_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARK_NAMESPACES", "a, b")
+    monkeypatch.setenv("HARK_SCALER", "kuberay")
+    monkeypatch.setenv("HARK_SCALE_MAX_REPLICAS", "8")
+    monkeypatch.setenv("HARK_ITEMS_PER_REPLICA", "2.5")
+    s = load_operator_settings()
+    assert s.namespaces == ["a", "b"] and s.scaler == "kuberay"
+    policy = s.scaling_policy()
+    assert (policy.max_replicas, policy.items_per_replica) == (8, 2.5)
+    assert load_operator_settings(namespaces=["x"]).namespaces == ["x"]  # flags win
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "words"),
+    [
+        ("HARK_SCALER", "keda", "HARK_SCALER='keda'"),
+        ("HARK_MAX_IN_FLIGHT", "0", "HARK_MAX_IN_FLIGHT='0'"),
+        ("HARK_SCALE_MIN_REPLICAS", "9", "must not exceed HARK_SCALE_MAX_REPLICAS"),
+    ],
+)
+def test_bad_settings_name_the_variable_and_value(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        load_operator_settings()
+
+
+def test_the_serve_api_scaler_needs_a_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARK_SCALER", "serve-api")
+    with pytest.raises(ConfigError, match="HARK_RAY_DASHBOARD_URL"):
+        load_operator_settings()
+
+
+def test_peers_that_pause_a_replica() -> None:
+    now = datetime(2026, 5, 1, 12, tzinfo=timezone.utc)
+    seen = (now - timedelta(seconds=10)).isoformat()
+    old = (now - timedelta(seconds=120)).isoformat()
+    peers = {
+        "me": {"priority": 5, "lifetime": 60, "lastseen": seen},
+        "higher": {"priority": 9, "lifetime": 60, "lastseen": seen},
+        "same": {"priority": 5, "lifetime": 60, "lastseen": seen},
+        "lower": {"priority": 1, "lifetime": 60, "lastseen": seen},
+        "dead": {"priority": 99, "lifetime": 60, "lastseen": old},
+        "junk": "x",
+    }
+    assert sorted(higher_live_peers(peers, "me", 5, now)) == ["higher", "same"]  # type: ignore[arg-type]
+    assert higher_live_peers(peers, "higher", 9, now) == []  # type: ignore[arg-type]

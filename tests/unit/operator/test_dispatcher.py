@@ -1,0 +1,269 @@
+"""The dispatcher: bounds, priorities, fairness, retries, single-flight, suspension."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from hark_operator.dispatcher import Backoff, Dispatcher
+from hark_operator.work import Outcome, WorkItem
+from hark_serving.itemspec import ItemRequest, ItemResult
+
+from .fakes import FakeStore, FakeWorker
+
+T = TypeVar("T")
+FAST = Backoff(base=0.01, factor=2.0, cap=0.05, jitter=0.0)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def item(job: str, n: int) -> WorkItem:
+    src = f"s3://in-b/{job}/{n:03d}.mp3"
+    req = ItemRequest(input_uri=src, output_uri=f"s3://out-b/{job}/{n:03d}.mp3", job=job)
+    return WorkItem(key=req.output_uri, request=req)
+
+
+def populated(n: int = 0, jobs: tuple[str, ...] = ("a", "b")) -> tuple[FakeStore, FakeWorker]:
+    store = FakeStore()
+    for job in jobs:
+        for i in range(n):
+            store.put(f"s3://in-b/{job}/{i:03d}.mp3")
+    return store, FakeWorker(store)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+
+    async def record(self, job: str, item: WorkItem, result: ItemResult, attempts: int) -> None:
+        self.calls.append((job, item.key, attempts))
+
+
+def test_parallelism_and_the_global_bound_hold() -> None:
+    async def main() -> None:
+        _, worker = populated(12)
+        worker.delay = 0.02
+        d = Dispatcher(worker, max_in_flight=5, item_timeout=5, backoff=FAST)
+        outcomes: list[Outcome] = []
+        d.register("a", parallelism=3, sink=outcomes.append)
+        d.register("b", parallelism=4, sink=outcomes.append)
+        d.start()
+        for i in range(12):
+            assert await d.submit("a", item("a", i))
+            assert await d.submit("b", item("b", i))
+        await d.idle("a")
+        await d.idle("b")
+        await d.close()
+        assert len(outcomes) == 24 and all(o.result.status == "succeeded" for o in outcomes)
+        assert worker.peak["a"] == 3 and worker.peak["b"] <= 4
+        assert worker.peak_total == 5
+
+    run(main())
+
+
+def test_higher_priority_goes_first() -> None:
+    async def main() -> None:
+        _, worker = populated(5)
+        d = Dispatcher(worker, max_in_flight=1, item_timeout=5, backoff=FAST)
+        d.register("a", priority=0, parallelism=5, sink=lambda o: None)
+        d.register("b", priority=10, parallelism=5, sink=lambda o: None)
+        for i in range(5):
+            await d.submit("a", item("a", i))
+        for i in range(5):
+            await d.submit("b", item("b", i))
+        d.start()
+        await d.idle("a")
+        await d.close()
+        assert [r.job for r in worker.calls] == ["b"] * 5 + ["a"] * 5
+
+    run(main())
+
+
+def test_equal_priorities_take_turns() -> None:
+    async def main() -> None:
+        _, worker = populated(4, jobs=("a", "b", "c"))
+        d = Dispatcher(worker, max_in_flight=1, item_timeout=5, backoff=FAST)
+        for job in "abc":
+            d.register(job, parallelism=4, sink=lambda o: None)
+        for i in range(4):  # a big job queued first must not starve the others
+            await d.submit("a", item("a", i))
+        for i in range(2):
+            await d.submit("b", item("b", i))
+            await d.submit("c", item("c", i))
+        d.start()
+        for job in "abc":
+            await d.idle(job)
+        await d.close()
+        order = "".join(r.job or "" for r in worker.calls)
+        assert order[:6] in ("abcabc", "acbacb")
+        assert order[6:] == "aa"
+
+    run(main())
+
+
+def test_retryable_failures_are_retried_with_backoff_then_succeed() -> None:
+    async def main() -> None:
+        _, worker = populated(1, jobs=("a",))
+        it = item("a", 0)
+        worker.flaky[it.request.input_uri] = 1
+        worker.unreachable[it.request.input_uri] = 1
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST)
+        d.register("a", parallelism=1, max_attempts=3, sink=outcomes.append)
+        d.start()
+        await d.submit("a", it)
+        await d.idle("a")
+        await d.close()
+        assert [r.attempt for r in worker.calls] == [1, 2, 3]
+        assert len(outcomes) == 1 and outcomes[0].result.status == "succeeded"
+        assert outcomes[0].attempts == 3
+
+    run(main())
+
+
+def test_max_attempts_then_the_failure_is_recorded_once() -> None:
+    async def main() -> None:
+        _, worker = populated(1, jobs=("a",))
+        it = item("a", 0)
+        worker.flaky[it.request.input_uri] = 10
+        recorder = Recorder()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST, recorder=recorder)
+        d.register("a", parallelism=1, max_attempts=2, sink=outcomes.append)
+        d.start()
+        await d.submit("a", it)
+        await d.idle("a")
+        await d.close()
+        assert len(worker.calls) == 2
+        assert recorder.calls == [("a", it.key, 2)]
+        assert [o.result.status for o in outcomes] == ["failed"]
+
+    run(main())
+
+
+def test_permanent_failures_are_not_retried() -> None:
+    async def main() -> None:
+        store, worker = populated(0, jobs=("a",))
+        store.put("s3://in-b/a/000.mp3", b"broken")
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST, recorder=Recorder())
+        d.register("a", parallelism=1, max_attempts=5, sink=outcomes.append)
+        d.start()
+        await d.submit("a", item("a", 0))
+        await d.idle("a")
+        await d.close()
+        assert len(worker.calls) == 1
+        assert outcomes[0].result.error is not None
+        assert outcomes[0].result.error.code == "corrupt_audio"
+
+    run(main())
+
+
+def test_a_timeout_counts_as_a_retryable_failure() -> None:
+    async def main() -> None:
+        _, worker = populated(1, jobs=("a",))
+        worker.hang = asyncio.Event()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=1, item_timeout=0.05, backoff=FAST)
+        d.register("a", parallelism=1, max_attempts=2, sink=outcomes.append)
+        d.start()
+        await d.submit("a", item("a", 0))
+        await d.idle("a")
+        await d.close()
+        assert len(worker.calls) == 2
+        error = outcomes[0].result.error
+        assert error is not None and error.code == "timeout"
+
+    run(main())
+
+
+def test_an_item_key_is_never_in_flight_twice() -> None:
+    async def main() -> None:
+        _, worker = populated(3)
+        worker.delay = 0.02
+        d = Dispatcher(worker, max_in_flight=8, item_timeout=5, backoff=FAST)
+        d.register("a", parallelism=8, sink=lambda o: None)
+        d.register("b", parallelism=8, sink=lambda o: None)
+        d.start()
+        assert await d.submit("a", item("a", 0))
+        assert not await d.submit("a", item("a", 0))  # queued or running: refused
+        shared = WorkItem(key=item("a", 0).key, request=item("a", 0).request)
+        assert not await d.submit("b", shared)  # even from another job
+        assert d.busy(shared.key)
+        await d.idle("a")
+        assert not d.busy(shared.key)
+        assert await d.submit("a", item("a", 0))  # free again once finished
+        await d.idle("a")
+        await d.close()
+        assert worker.overlaps == 0 and len(worker.calls) == 2
+
+    run(main())
+
+
+def test_suspended_jobs_start_nothing_and_resume() -> None:
+    async def main() -> None:
+        _, worker = populated(3, jobs=("a",))
+        d = Dispatcher(worker, max_in_flight=4, item_timeout=5, backoff=FAST)
+        d.register("a", parallelism=4, sink=lambda o: None)
+        d.configure("a", suspended=True)
+        d.start()
+        for i in range(3):
+            await d.submit("a", item("a", i))
+        assert not await d.idle("a", timeout=0.1)
+        assert worker.calls == [] and d.load("a").queued == 3
+        d.configure("a", suspended=False)
+        assert await d.idle("a", timeout=5)
+        await d.close()
+        assert len(worker.calls) == 3
+
+    run(main())
+
+
+def test_unregister_cancels_running_items_and_frees_their_keys() -> None:
+    async def main() -> None:
+        _, worker = populated(4, jobs=("a",))
+        worker.hang = asyncio.Event()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST)
+        d.register("a", parallelism=2, sink=outcomes.append)
+        d.start()
+        for i in range(4):
+            await d.submit("a", item("a", i))
+        while d.running < 2:
+            await asyncio.sleep(0.01)
+        await d.unregister("a")
+        assert d.running == 0 and not any(d.busy(item("a", i).key) for i in range(4))
+        assert outcomes == []
+        await d.close()
+
+    run(main())
+
+
+def test_submit_waits_while_the_queue_is_full() -> None:
+    async def main() -> None:
+        _, worker = populated(6, jobs=("a",))
+        worker.hang = asyncio.Event()
+        d = Dispatcher(worker, max_in_flight=1, item_timeout=5, backoff=FAST)
+        d.register("a", parallelism=1, sink=lambda o: None, queue_limit=2)
+        d.start()
+        for i in range(3):  # one running, two queued
+            await d.submit("a", item("a", i))
+            await asyncio.sleep(0.01)
+        blocked = asyncio.create_task(d.submit("a", item("a", 3)))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        worker.hang.set()
+        assert await asyncio.wait_for(blocked, 5)
+        await d.idle("a")
+        await d.close()
+
+    run(main())
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    b = Backoff(base=2, factor=2, cap=10, jitter=0.5)
+    assert [b.delay(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
+    assert b.delay(1, rand=1.0) == 1.0

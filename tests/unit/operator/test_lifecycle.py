@@ -1,0 +1,271 @@
+"""A job from start to finish against an in-memory S3 and worker (no cluster, no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from hark_operator.clients.storage import ErrorRecorder
+from hark_operator.dispatcher import Backoff, Dispatcher
+from hark_operator.lifecycle import JobEnv, JobRunner
+from hark_operator.models import JobRef, JobSpec, JobStatus
+from hark_operator.reporter import Reporter
+from hark_operator.run import MemoryStatus
+from hark_serving.storage.uris import S3Uri
+
+from .fakes import Events, FakeStore, FakeStores, FakeWorker
+
+T = TypeVar("T")
+REF = JobRef(namespace="ns", name="job", uid="u1")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def spec(**kw: Any) -> JobSpec:
+    base: dict[str, Any] = {
+        "input": {"uri": "s3://in-b/calls/"},
+        "output": {"uri": "s3://out-b/t/", "formats": ["json", "srt"]},
+        "parallelism": 2,
+    }
+    base.update(kw)
+    return JobSpec.model_validate(base)
+
+
+class Harness:
+    def __init__(self, store: FakeStore, worker: FakeWorker | None = None) -> None:
+        self.store = store
+        self.worker = worker or FakeWorker(store)
+        self.stores = FakeStores(store)
+        self.events = Events()
+        self.memory = MemoryStatus()
+        self.deleted = 0
+
+    async def job(self, spec_value: JobSpec | list[JobSpec], **kw: Any) -> JobRunner:
+        self.dispatcher = Dispatcher(
+            self.worker,
+            max_in_flight=4,
+            item_timeout=5,
+            backoff=Backoff(base=0.01, cap=0.02, jitter=0),
+            recorder=ErrorRecorder(self.stores),  # type: ignore[arg-type]
+        )
+        self.dispatcher.start()
+        env = JobEnv(self.dispatcher, self.stores, status_interval=0.05, retry_delay=0.02)  # type: ignore[arg-type]
+        box = spec_value if isinstance(spec_value, list) else [spec_value]
+
+        async def delete() -> None:
+            self.deleted += 1
+
+        return JobRunner(
+            REF, lambda: box[0], Reporter(self.memory, self.events), env, delete=delete, **kw
+        )
+
+    async def close(self) -> None:
+        await self.dispatcher.close()
+
+
+def corpus(store: FakeStore) -> None:
+    for key in ["a.mp3", "b.wav", "deep/c.flac", "deep/er/d.ogg"]:
+        store.put(f"s3://in-b/calls/{key}")
+    store.put("s3://in-b/calls/broken.mp3", b"broken")
+    store.put("s3://in-b/calls/readme.txt")
+
+
+def test_a_batch_job_transcribes_everything_and_succeeds() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        runner = await h.job(spec())
+        status = await runner.run()
+        await h.close()
+        assert status.phase == "Succeeded"
+        c = status.counts
+        assert (c.total, c.succeeded, c.failed, c.skipped, c.pending, c.in_flight) == (
+            5,
+            4,
+            1,
+            0,
+            0,
+            0,
+        )
+        assert status.progress == "4/5"
+        keys = store.keys("out-b")
+        for name in ["a.mp3", "b.wav", "deep/c.flac", "deep/er/d.ogg"]:
+            assert f"t/{name}.json" in keys and f"t/{name}.srt" in keys
+        assert "t/broken.mp3.error.json" in keys and "t/readme.txt.json" not in keys
+        conditions = {c.type: c for c in status.conditions}
+        assert conditions["Complete"].status == "True"
+        assert conditions["Progressing"].status == "False"
+        assert [f.key for f in status.recent_failures] == ["s3://in-b/calls/broken.mp3"]
+        assert status.summary_uri == "s3://out-b/t/_hark/ns.job/summary.json"
+        summary = json.loads(store.get_bytes(S3Uri("out-b", "t/_hark/ns.job/summary.json")))
+        assert summary["counts"]["succeeded"] == 4 and summary["files_summarized"] == 4
+        assert summary["languages"] == {"en": 4.0} and summary["events"] == {"Speech": 4}
+        assert summary["audio_seconds"] == 8.0 and status.audio_seconds == 8.0
+        assert [f["code"] for f in summary["failures"]] == ["corrupt_audio"]
+        assert {"Started", "ItemFailed", "Completed"} <= set(h.events.reasons())
+        assert h.worker.overlaps == 0
+
+    run(main())
+
+
+def test_a_second_run_finds_everything_current() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        await (await h.job(spec())).run()
+        await h.close()
+        calls = len(h.worker.calls)
+        again = Harness(store, h.worker)
+        runner = await again.job(spec(), created=store.now)
+        status = await runner.run()
+        await again.close()
+        assert len(h.worker.calls) == calls  # nothing sent again
+        c = status.counts
+        assert (c.total, c.succeeded, c.skipped, c.failed) == (5, 4, 4, 1)
+        summary = json.loads(store.get_bytes(S3Uri("out-b", "t/_hark/ns.job/summary.json")))
+        assert summary["files_summarized"] == 4  # rebuilt from the transcripts in S3
+        assert summary["failures"][0]["key"] == "s3://in-b/calls/broken.mp3"
+
+    run(main())
+
+
+def test_a_watch_job_picks_up_new_files() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        store.put("s3://in-b/calls/a.mp3")
+        h = Harness(store)
+        runner = await h.job(spec(mode="Watch", pollIntervalSeconds=1))
+        task = asyncio.create_task(runner.run())
+        while "t/a.mp3.json" not in store.keys("out-b"):
+            await asyncio.sleep(0.02)
+        assert runner.phase == "Watching"
+        store.put("s3://in-b/calls/late.mp3")
+        while "t/late.mp3.json" not in store.keys("out-b"):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.2)  # the next scan counts it
+        assert runner.observation().counts.succeeded == 2
+        assert h.memory.status.phase == "Watching"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await h.close()
+
+    run(main())
+
+
+def test_suspend_pauses_and_resume_continues() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        box = [spec(suspend=True)]
+        runner = await h.job(box)
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(0.3)
+        assert h.worker.calls == [] and h.memory.status.phase == "Suspended"
+        cond = {c.type: c for c in h.memory.status.conditions}
+        assert cond["Suspended"].status == "True"
+        box[0] = spec(suspend=False)
+        runner.wake()
+        status = await task
+        await h.close()
+        assert status.phase == "Succeeded" and status.counts.succeeded == 4
+        assert {"Suspended", "Resumed"} <= set(h.events.reasons())
+
+    run(main())
+
+
+def test_ttl_deletes_the_finished_job_object() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        store.put("s3://in-b/calls/a.mp3")
+        h = Harness(store)
+        await (await h.job(spec(ttlSecondsAfterFinished=0))).run()
+        assert h.deleted == 1
+        # After a restart, a finished job is not run again; only its TTL is kept.
+        finished = JobStatus.model_validate(h.memory.status.to_patch())
+        runner = await h.job(spec(ttlSecondsAfterFinished=0), status=finished)
+        calls = len(h.worker.calls)
+        await runner.run()
+        await h.close()
+        assert h.deleted == 2 and len(h.worker.calls) == calls
+
+    run(main())
+
+
+def test_storage_outages_are_waited_out() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        store.unavailable = 3
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Succeeded" and status.counts.succeeded == 4
+        assert "StorageUnavailable" in h.events.reasons()
+
+    run(main())
+
+
+def test_a_job_that_cannot_run_fails_with_the_reason() -> None:
+    async def main() -> None:
+        store = FakeStore(allowed_buckets=frozenset({"in-b"}))
+        store.objects.clear()
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Failed"
+        failed = {c.type: c for c in status.conditions}["Failed"]
+        assert failed.reason == "BucketNotAllowed" and "out-b" in failed.message
+
+        h2 = Harness(FakeStore())
+        status = await (await h2.job(spec(storage={"profile": "missing"}))).run()
+        await h2.close()
+        assert status.phase == "Failed" and "missing" in status.conditions[-1].message
+
+    run(main())
+
+
+def test_items_that_keep_failing_get_an_error_file_from_the_operator() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        store.put("s3://in-b/calls/a.mp3")
+        h = Harness(store)
+        h.worker.flaky["s3://in-b/calls/a.mp3"] = 100
+        status = await (await h.job(spec(maxAttempts=2))).run()
+        await h.close()
+        assert status.phase == "Succeeded" and status.counts.failed == 1
+        doc = json.loads(store.get_bytes(S3Uri("out-b", "t/a.mp3.error.json")))
+        assert doc["code"] == "storage_unavailable" and doc["attempts"] == 2
+        assert len(h.worker.calls) == 2  # the next scan sees the error file: no more tries
+
+    run(main())
+
+
+def test_a_restarted_job_carries_on_without_repeating_work() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        for i in range(12):
+            store.put(f"s3://in-b/calls/{i:02d}.mp3")
+        worker = FakeWorker(store, delay=0.02)
+        h = Harness(store, worker)
+        runner = await h.job(spec(parallelism=2))
+        task = asyncio.create_task(runner.run())
+        while len([k for k in store.keys("out-b") if k.endswith(".json")]) < 4:
+            await asyncio.sleep(0.01)
+        task.cancel()  # the operator goes away mid-job
+        await asyncio.gather(task, return_exceptions=True)
+        await h.close()
+        again = Harness(store, worker)
+        status = await (await again.job(spec(parallelism=2))).run()
+        await again.close()
+        assert status.phase == "Succeeded" and status.counts.succeeded == 12
+        json_puts = {k: n for k, n in store.puts.items() if k.endswith(".mp3.json")}
+        assert len(json_puts) == 12 and set(json_puts.values()) == {1}
+
+    run(main())
