@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from hark_serving.errors import ConfigError
-from hark_serving.storage.profiles import StorageProfile, StorageProfiles
+from hark_serving.storage.settings import StorageSettings, split_list
 
 from .scaling.policy import ScalingPolicy
 
@@ -28,10 +28,8 @@ def _own_namespace() -> str:
         return "default"
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="HARK_", extra="forbid", validate_default=True, frozen=True
-    )
+class OperatorSettings(StorageSettings):
+    """`HARK_*` of the operator (prefix, strictness and object storage from StorageSettings)."""
 
     # Processing
     processor: Literal["serve", "inprocess"] = Field(
@@ -93,21 +91,15 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(9090, ge=0, le=65535, description="/metrics port; 0: none.")
 
     # Object storage: profiles, or one default profile from the HARK_S3_* fallback
-    storage_profiles: Path | None = Field(None, description="YAML file of storage profiles.")
-    s3_endpoint_url: str | None = Field(None, description="Fallback profile's endpoint.")
-    s3_region: str | None = None
-    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # (fields inherited from StorageSettings)
     credentials_refresh_seconds: float = Field(
         300.0, gt=0, description="Re-read profile Secrets this often (rotated keys)."
     )
 
-    @field_validator("namespaces", "allowed_buckets", mode="before")
+    @field_validator("namespaces", mode="before")
     @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    def _split_namespaces(cls, value: object) -> object:
+        return split_list(value)
 
     @model_validator(mode="after")
     def _bounds(self) -> OperatorSettings:
@@ -124,15 +116,6 @@ class OperatorSettings(BaseSettings):
             max_replicas=self.scale_max_replicas,
             scale_down_delay_seconds=self.scale_down_delay_seconds,
         )
-
-    def profiles(self) -> StorageProfiles:
-        fallback = StorageProfile(
-            endpoint_url=self.s3_endpoint_url,
-            region=self.s3_region,
-            addressing_style=self.s3_addressing_style,
-            allowed_buckets=tuple(self.allowed_buckets),
-        )
-        return StorageProfiles.load(self.storage_profiles, fallback)
 
 
 def load_operator_settings(**overrides: object) -> OperatorSettings:

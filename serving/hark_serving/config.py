@@ -8,28 +8,25 @@ and the value it had.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from .errors import ConfigError
 from .options import Channels, Language, Timestamps
-from .storage.profiles import StorageProfile, StorageProfiles
 from .storage.s3 import S3Store
+from .storage.settings import StorageSettings
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="HARK_",
-        extra="forbid",
-        validate_default=True,
-        frozen=True,
-        protected_namespaces=(),
-    )
+class Settings(StorageSettings):
+    """Engine, model and HTTP settings; object storage (`HARK_S3_*`, profiles) is inherited."""
+
+    # Fields named model*: not pydantic's namespace here.
+    model_config = SettingsConfigDict(protected_namespaces=())
 
     # Model
     model: str = Field(
@@ -82,42 +79,10 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
     )
 
-    # Object storage
-    s3_endpoint_url: str | None = Field(
-        None, description="S3 endpoint (MinIO, Ceph); AWS when unset."
-    )
-    s3_region: str | None = None
-    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    allowed_buckets: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="When set, only these buckets may be read or written."
-    )
-    storage_profiles: Path | None = Field(
-        None,
-        description="YAML file of named S3 storage profiles; without it one `default` profile "
-        "is built from the HARK_S3_* settings and the AWS environment.",
-    )
-
     # HTTP
     api_token: str | None = Field(
         None, description="Bearer token required by the HTTP API, if set."
     )
-
-    @field_validator("allowed_buckets", mode="before")
-    @classmethod
-    def _split_buckets(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [b.strip() for b in value.split(",") if b.strip()]
-        return value
-
-    def profiles(self) -> StorageProfiles:
-        """The storage profiles of this process (see `storage.profiles`)."""
-        fallback = StorageProfile(
-            endpoint_url=self.s3_endpoint_url,
-            region=self.s3_region,
-            addressing_style=self.s3_addressing_style,
-            allowed_buckets=tuple(self.allowed_buckets),
-        )
-        return StorageProfiles.load(self.storage_profiles, fallback)
 
     def s3_store(self) -> S3Store:
         """The default profile's object store."""
