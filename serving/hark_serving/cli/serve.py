@@ -46,6 +46,13 @@ def serve(
         float | None,
         typer.Option(help="Wait for more segments before a batch. (HARK_BATCH_WAIT_SECONDS)"),
     ] = None,
+    batch_max_padding: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest share of a batch that may be padding; default 0.1 on CPU, 0.5 on "
+            "CUDA. (HARK_BATCH_MAX_PADDING)"
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(help="Worker replicas (min = max). (HARK_WORKER_MIN/MAX_REPLICAS)"),
@@ -84,6 +91,7 @@ def serve(
         "max_batch_segments": max_batch_segments,
         "batch_frames": batch_frames,
         "batch_wait_seconds": batch_wait_seconds,
+        "batch_max_padding": batch_max_padding,
         "max_upload_bytes": max_upload_bytes,
         "max_audio_seconds": max_audio_seconds,
         "ray_address": ray_address,

@@ -33,14 +33,29 @@ class Model(Protocol):
     ) -> list[Recognized]: ...
 
 
+# Padding a batch may hold, by device. A CPU computes every padded frame at full
+# price and gains almost nothing from a bigger batch, so it takes only segments of
+# near-equal length; a GPU runs a batch's rows in parallel, so it trades some
+# padding for fewer, fuller forward passes.
+MAX_PADDING = {"cpu": 0.1, "cuda": 0.5}
+
+
+def default_max_padding(device: str) -> float:
+    return MAX_PADDING["cuda" if device.startswith("cuda") else "cpu"]
+
+
 @dataclass(frozen=True)
 class BatchLimits:
     max_segments: int = 64
     frames: int = 6000
+    # Largest share of a batch's frames that may be padding (1.0: no bound).
+    max_padding: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_segments < 1 or self.frames < 1:
             raise ValueError(f"batch limits must be positive, got {self}")
+        if not 0.0 <= self.max_padding <= 1.0:
+            raise ValueError(f"max_padding must lie in [0, 1], got {self.max_padding}")
 
 
 def check_window(tasks: Sequence[object]) -> None:
@@ -61,16 +76,17 @@ class Waiting:
 
 
 def cut_batch(pool: Sequence[Waiting], limits: BatchLimits) -> list[Waiting]:
-    """The oldest segment plus those nearest it in length, within both bounds.
+    """The oldest segment plus those nearest it in length, within every bound.
 
     A segment over the frame budget on its own still runs, alone: the budget
-    bounds padding and memory, it never refuses work.
+    bounds padding and memory, it never refuses work. A segment that would make
+    more than `max_padding` of the batch padding waits for a batch of its own length.
     """
     if not pool:
         return []
     oldest = min(pool, key=lambda w: w.order)
     batch = [oldest]
-    longest = oldest.frames
+    longest = real = oldest.frames
     others = sorted(
         (w for w in pool if w is not oldest), key=lambda w: (abs(w.frames - oldest.frames), w.order)
     )
@@ -78,9 +94,10 @@ def cut_batch(pool: Sequence[Waiting], limits: BatchLimits) -> list[Waiting]:
         if len(batch) == limits.max_segments:
             break
         widest = max(longest, w.frames)
-        if widest * (len(batch) + 1) <= limits.frames:
+        padded = widest * (len(batch) + 1)
+        if padded <= limits.frames and padded - real - w.frames <= limits.max_padding * padded:
             batch.append(w)
-            longest = widest
+            longest, real = widest, real + w.frames
     return batch
 
 

@@ -55,6 +55,14 @@ class ServeSettings(Settings):
         description="How long the Transcriber waits for more segments before running a batch.",
     )
 
+    batch_max_padding: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest share of a model batch that may be padding; unset: 0.1 on CPU "
+        "(where padding costs full price and batching gains little), 0.5 on CUDA.",
+    )
+
     # /v1/items
     item_attempts: int = Field(
         3, ge=1, le=10, description="Tries per item when the object store fails transiently."
@@ -145,6 +153,7 @@ class ServeSettings(Settings):
             "max_batch_segments": self.max_batch_segments,
             "batch_frames": self.batch_frames,
             "batch_wait_seconds": self.batch_wait_seconds,
+            "batch_max_padding": self.batch_max_padding,
         }
 
 

@@ -24,7 +24,7 @@ from ray import serve
 
 from ..errors import ModelError
 from ..factory import build_recognizer
-from .batches import Batcher, BatchLimits, check_window
+from .batches import Batcher, BatchLimits, check_window, default_max_padding
 from .context import configure_replica_logging
 from .messages import ModelStatus, SegmentResult, SegmentTask
 from .settings import load_serve_settings
@@ -56,20 +56,19 @@ class Transcriber:
         started = time.perf_counter()
         self.model = build_recognizer(settings)
         self.load_seconds = time.perf_counter() - started
-        self.batcher = Batcher(
-            self.model,
-            BatchLimits(settings.max_batch_segments, settings.batch_frames),
-            self._executor,
-        )
+        self.batcher = Batcher(self.model, BatchLimits(), self._executor)
         self.reconfigure(settings.batching())
         self.ready = True
         log.info("Transcriber ready: %s in %.1fs", self.model.info.source, self.load_seconds)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Apply `user_config` (`ServeSettings.batching()`): batch bounds and wait."""
+        current = self.batcher.limits
+        padding = config.get("batch_max_padding")
         limits = BatchLimits(
-            int(config.get("max_batch_segments", self.batcher.limits.max_segments)),
-            int(config.get("batch_frames", self.batcher.limits.frames)),
+            int(config.get("max_batch_segments", current.max_segments)),
+            int(config.get("batch_frames", current.frames)),
+            default_max_padding(self.model.info.device) if padding is None else float(padding),
         )
         self.batcher.limits = limits
         knobs = cast(_BatchKnobs, self._batched)

@@ -17,6 +17,7 @@ from hark_serving.serve.batches import (
     Waiting,
     check_window,
     cut_batch,
+    default_max_padding,
     run_batch,
 )
 from hark_serving.serve.messages import SegmentResult, SegmentTask
@@ -70,6 +71,30 @@ def test_a_batch_respects_the_segment_count_and_the_frame_budget() -> None:
     # Around a long oldest segment, only what fits the budget joins it.
     long_first = waiting([10, 10, 10, 1])
     assert [w.order for w in cut_batch(long_first, limits)] == [0, 1]
+
+
+def test_a_batch_holds_no_more_padding_than_allowed() -> None:
+    pool = waiting([10, 9.5, 9, 5, 10.2])
+    # 10% padding at most: 10.2, 9.5 and 9 s join 10 s (5% padding); 5 s would make it 14%.
+    tight = cut_batch(pool, BatchLimits(max_padding=0.1))
+    assert [w.order for w in tight] == [0, 4, 1, 2]
+    frames = [w.frames for w in tight]
+    assert max(frames) * len(frames) - sum(frames) <= 0.1 * max(frames) * len(frames)
+    # Unbounded, the nearest lengths all join.
+    assert len(cut_batch(pool, BatchLimits())) == 5
+    # No padding at all: only equal lengths share a batch.
+    assert [w.order for w in cut_batch(waiting([3, 4, 3, 3]), BatchLimits(max_padding=0))] == [
+        0,
+        2,
+        3,
+    ]
+
+
+def test_the_padding_bound_follows_the_device() -> None:
+    assert default_max_padding("cpu") == 0.1
+    assert default_max_padding("cuda:0") == 0.5
+    with pytest.raises(ValueError, match="max_padding"):
+        BatchLimits(max_padding=1.5)
 
 
 def test_a_segment_over_the_budget_still_runs_alone() -> None:

@@ -33,6 +33,7 @@ def test_each_deployment_gets_its_own_options() -> None:
         "max_batch_segments": 32,
         "batch_frames": 6000,
         "batch_wait_seconds": 0.05,
+        "batch_max_padding": None,  # the replica picks by its device
     }
     w = s.deployment_options("worker")
     assert w["name"] == "Worker" and w["ray_actor_options"] == {"num_cpus": 2.0}
