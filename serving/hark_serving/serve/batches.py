@@ -74,9 +74,14 @@ class Waiting:
     order: int
     future: asyncio.Future[SegmentResult] = field(repr=False)
 
+    @property
+    def rank(self) -> tuple[float, int, int]:
+        """Who goes first: the earliest request, its segments in order, then arrival."""
+        return (self.task.since, self.task.index, self.order)
+
 
 def cut_batch(pool: Sequence[Waiting], limits: BatchLimits) -> list[Waiting]:
-    """The oldest segment plus those nearest it in length, within every bound.
+    """The first segment (by `Waiting.rank`) plus those nearest it in length, within every bound.
 
     A segment over the frame budget on its own still runs, alone: the budget
     bounds padding and memory, it never refuses work. A segment that would make
@@ -84,11 +89,11 @@ def cut_batch(pool: Sequence[Waiting], limits: BatchLimits) -> list[Waiting]:
     """
     if not pool:
         return []
-    oldest = min(pool, key=lambda w: w.order)
+    oldest = min(pool, key=lambda w: w.rank)
     batch = [oldest]
     longest = real = oldest.frames
     others = sorted(
-        (w for w in pool if w is not oldest), key=lambda w: (abs(w.frames - oldest.frames), w.order)
+        (w for w in pool if w is not oldest), key=lambda w: (abs(w.frames - oldest.frames), w.rank)
     )
     for w in others:
         if len(batch) == limits.max_segments:

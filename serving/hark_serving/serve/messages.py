@@ -27,6 +27,10 @@ class SegmentTask:
 
     samples: np.ndarray
     request: DecodeRequest
+    # When its request reached the Worker (Unix time) and its place in the file: the
+    # Transcriber serves earlier requests first, so each finishes as soon as it can.
+    since: float = 0.0
+    index: int = 0
 
     @property
     def frames(self) -> int:

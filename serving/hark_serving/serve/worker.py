@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,19 +99,19 @@ class Worker:
         raise AssertionError("unreachable")
 
     async def _recognize(
-        self, prepared: PreparedFile
+        self, prepared: PreparedFile, since: float
     ) -> tuple[list[Recognized], float, tuple[BatchStats, ...]]:
         request = prepared.request()
         # Enough segments in flight to fill a batch alone; a long file's samples are
         # cut (and held in memory) only as earlier segments come back.
         window = asyncio.Semaphore(self.settings.max_batch_segments)
 
-        async def one(work: SegmentWork) -> SegmentResult:
+        async def one(index: int, work: SegmentWork) -> SegmentResult:
             async with window:
-                return await self._segment(SegmentTask(work.samples(), request))
+                return await self._segment(SegmentTask(work.samples(), request, since, index))
 
         try:
-            results = await asyncio.gather(*(one(w) for w in prepared.segments))
+            results = await asyncio.gather(*(one(i, w) for i, w in enumerate(prepared.segments)))
         except HarkError:
             raise
         except Exception as exc:  # a bug in the Transcriber: report it, keep serving
@@ -123,11 +124,12 @@ class Worker:
     async def transcribe(self, job: UploadJob) -> TranscribeReply:
         """An uploaded file → its transcript, or the failure the client caused."""
         set_request_id(job.request_id)
+        since = time.time()
         batches: tuple[BatchStats, ...] = ()
         try:
             prepared = await self._run(self._prepare_upload, job)
             try:
-                results, asr_seconds, batches = await self._recognize(prepared)
+                results, asr_seconds, batches = await self._recognize(prepared, since)
                 model = await self._model_info()
                 transcript = await self._run(
                     assemble, prepared, results, model=model, asr_seconds=asr_seconds
@@ -163,11 +165,12 @@ class Worker:
     async def process_item(self, req: ItemRequest, rid: str = "") -> ItemReply:
         """One S3 object → its outputs; never raises for a bad item (see `ItemResult`)."""
         set_request_id(rid)
+        since = time.time()  # a retry keeps its place in the Transcriber's order
         batches: list[BatchStats] = []
         delay = self.settings.item_backoff_seconds
         for attempt in range(1, self.settings.item_attempts + 1):
             try:
-                result = await self._item_once(req, batches)
+                result = await self._item_once(req, batches, since)
                 return ItemReply(result, tuple(batches))
             except StorageUnavailable as exc:
                 if attempt == self.settings.item_attempts:
@@ -188,13 +191,15 @@ class Worker:
                 return ItemReply(await self._run(self.runner.fail, req, error), tuple(batches))
         raise AssertionError("unreachable")
 
-    async def _item_once(self, req: ItemRequest, batches: list[BatchStats]) -> ItemResult:
+    async def _item_once(
+        self, req: ItemRequest, batches: list[BatchStats], since: float
+    ) -> ItemResult:
         started = await self._run(self.runner.begin, req)
         if isinstance(started, ItemResult):
             return started
         assert isinstance(started, Started)
         try:
-            results, asr_seconds, stats = await self._recognize(started.prepared)
+            results, asr_seconds, stats = await self._recognize(started.prepared, since)
             batches.extend(stats)
             model = await self._model_info()
         except BaseException:

@@ -97,6 +97,23 @@ def test_the_padding_bound_follows_the_device() -> None:
         BatchLimits(max_padding=1.5)
 
 
+def test_the_earliest_request_goes_first_whatever_reached_the_transcriber_first() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        samples = np.zeros(10 * 16000, np.float32)
+
+        def segment(since: float, index: int, order: int) -> Waiting:
+            t = SegmentTask(samples, DecodeRequest(), since, index)
+            return Waiting(t, t.frames, order, loop.create_future())
+
+        # Arrival order: a later request's segment, then the earlier request's two.
+        pool = [segment(200.0, 0, 0), segment(100.0, 1, 1), segment(100.0, 0, 2)]
+    finally:
+        loop.close()
+    batch = cut_batch(pool, BatchLimits(max_segments=2))
+    assert [(w.task.since, w.task.index) for w in batch] == [(100.0, 0), (100.0, 1)]
+
+
 def test_a_segment_over_the_budget_still_runs_alone() -> None:
     assert [w.order for w in cut_batch(waiting([30, 1]), BatchLimits(frames=100))] == [0]
     assert cut_batch([], BatchLimits()) == []
