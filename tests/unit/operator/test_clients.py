@@ -150,3 +150,37 @@ def test_peers_that_pause_a_replica() -> None:
     }
     assert sorted(higher_live_peers(peers, "me", 5, now)) == ["higher", "same"]  # type: ignore[arg-type]
     assert higher_live_peers(peers, "higher", 9, now) == []  # type: ignore[arg-type]
+
+
+def test_both_kube_clients_use_the_kubeconfig_named_when_they_log_in(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kopf
+    import kubernetes  # noqa: F401  (imported before KUBECONFIG is set, as in a long-lived process)
+
+    from hark_operator.clients.kube import load_api_client
+    from hark_operator.handlers import login
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:7443"}}],
+                "users": [{"name": "u", "user": {"token": "t0ken"}}],
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    info = login(settings=kopf.OperatorSettings(), logger=None)
+    assert info is not None and info.server == "https://127.0.0.1:7443" and info.token == "t0ken"
+    api = load_api_client()
+    try:
+        assert api.configuration.host == "https://127.0.0.1:7443"
+    finally:
+        api.close()
