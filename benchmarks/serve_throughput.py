@@ -9,6 +9,8 @@ throughput (audio seconds per second), p50/p95 latency, and hark/baseline ratios
 
     python benchmarks/serve_throughput.py            # N = 1, 4, 16
     python benchmarks/serve_throughput.py --quick    # a short smoke run
+    python benchmarks/serve_throughput.py --precision bfloat16   # hark in bfloat16
+    python benchmarks/serve_throughput.py --precision bfloat16 --baseline-precision bfloat16
 
 Speed is reported, never asserted.
 """
@@ -108,6 +110,18 @@ def main() -> None:
         help="torch threads of the baseline (default: --threads); funasr runs its silero VAD "
         "on the same threads as the model",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="`hark serve --precision` (float32: the CPU default)",
+    )
+    parser.add_argument(
+        "--baseline-precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="arithmetic of the baseline's model calls (float32: the published recipe)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="repeat and report medians")
     parser.add_argument(
         "--hark-arg",
@@ -134,18 +148,21 @@ def main() -> None:
         py, str(ROOT / "benchmarks/serve_baseline.py"),
         "--model", str(model), "--port", str(args.baseline_port),
         "--threads", str(args.baseline_threads or args.threads),
+        "--precision", args.baseline_precision,
     ]  # fmt: skip
     hark_cmd = [
         py, "-m", "hark_serving.cli.main", "serve",
         "--model", str(model), "--port", str(args.hark_port), "--threads", str(args.threads),
-        "--workers", "1", "--transcribers", "1", "--device", "cpu", *args.hark_arg,
+        "--workers", "1", "--transcribers", "1", "--device", "cpu",
+        "--precision", args.precision, *args.hark_arg,
     ]  # fmt: skip
     base_url = f"http://127.0.0.1:{args.baseline_port}"
     hark_url = f"http://127.0.0.1:{args.hark_port}"
 
     print(
         f"model {model}\nclips {', '.join(names)}\nthreads: hark {args.threads}, "
-        f"baseline {args.baseline_threads or args.threads}",
+        f"baseline {args.baseline_threads or args.threads}\nprecision: hark {args.precision}, "
+        f"baseline {args.baseline_precision}",
         flush=True,
     )
     results: dict[int, list[tuple[RunResult, RunResult]]] = {n: [] for n in ns}

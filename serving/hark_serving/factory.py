@@ -38,7 +38,11 @@ def build_recognizer(settings: Settings) -> SenseVoice:
         settings.model, settings.model_cache, store=settings.s3_store(), hub=settings.model_hub
     )
     return SenseVoice(
-        resolved.path, source=resolved.source, device=settings.device, threads=settings.threads
+        resolved.path,
+        source=resolved.source,
+        device=settings.device,
+        threads=settings.threads,
+        precision=settings.precision,
     )
 
 

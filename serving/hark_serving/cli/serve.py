@@ -31,6 +31,13 @@ def serve(
         int | None, typer.Option(help="Port to listen on. (HARK_PORT, default 8000)")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda. (HARK_DEVICE)")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16: 2-3x "
+            "faster on CPUs with AVX512-BF16/AMX, transcripts may differ slightly. (HARK_PRECISION)"
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for the model. (HARK_THREADS)")
     ] = None,
@@ -86,6 +93,7 @@ def serve(
         "host": host,
         "port": port,
         "device": device,
+        "precision": precision,
         "threads": threads,
         "vad": vad,
         "max_batch_segments": max_batch_segments,

@@ -117,6 +117,8 @@ def test_a_broken_file_is_named_recorded_and_the_run_continues(
         (["--language", "fr"], "--language / HARK_LANGUAGE"),
         (["--formats", "json,docx"], "unknown output format docx"),
         (["--vad", "webrtc"], "--vad / HARK_VAD"),
+        (["--precision", "int8"], "--precision / HARK_PRECISION"),
+        (["--device", "cpu", "--precision", "float16"], "float16 runs on CUDA only"),
     ],
 )
 def test_bad_options_exit_2_with_a_message_naming_them(

@@ -15,10 +15,23 @@ def test_a_bad_flag_fails_before_ray_starts_and_names_the_setting() -> None:
     assert "HARK_PORT" in result.output
 
 
+def test_a_precision_the_device_cannot_run_fails_before_ray_starts() -> None:
+    result = CliRunner().invoke(app, ["serve", "--device", "cpu", "--precision", "float16"])
+    assert result.exit_code == 2
+    assert "float16 runs on CUDA only" in result.output
+
+
 def test_serve_is_a_command_with_the_documented_flags() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
-    for flag in ("--model", "--host", "--port", "--max-batch-segments", "--ray-address"):
+    for flag in (
+        "--model",
+        "--host",
+        "--port",
+        "--max-batch-segments",
+        "--ray-address",
+        "--precision",
+    ):
         assert flag in result.output
 
 

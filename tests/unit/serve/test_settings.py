@@ -46,6 +46,8 @@ def test_bad_values_name_the_flag_and_the_variable() -> None:
         load_serve_settings({"port": 0})
     with pytest.raises(ConfigError, match="HARK_NO_SUCH_SETTING"):
         load_serve_settings({"no_such_setting": 1})
+    with pytest.raises(ConfigError, match=r"--precision / HARK_PRECISION\) = 'int8'"):
+        load_serve_settings({"precision": "int8"})
 
 
 def test_inconsistent_bounds_are_refused() -> None:

@@ -1,0 +1,105 @@
+"""Encoder precision: what each setting resolves to, and bfloat16 really running on CPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hark_serving import asr
+from hark_serving.asr import DecodeRequest, SenseVoice, resolve_precision
+from hark_serving.audio import decode_audio
+from hark_serving.cli.main import app
+from hark_serving.errors import ModelError
+from hark_serving.schema import validate_result
+
+
+@pytest.mark.parametrize(
+    "precision, device, expected",
+    [
+        ("auto", "cpu", "float32"),
+        ("auto", "cuda", "float16"),
+        ("auto", "cuda:1", "float16"),
+        ("float32", "cuda", "float32"),
+        ("bfloat16", "cuda", "bfloat16"),
+        ("float32", "cpu", "float32"),
+    ],
+)
+def test_each_setting_resolves_to_the_dtype_the_encoder_runs_in(
+    precision: str, device: str, expected: str
+) -> None:
+    assert resolve_precision(precision, device) == expected
+
+
+def test_float16_on_a_cpu_is_refused_with_the_settings_that_work() -> None:
+    with pytest.raises(ModelError, match="float16 runs on CUDA only; on CPU use bfloat16"):
+        resolve_precision("float16", "cpu")
+
+
+def test_an_unknown_precision_is_named() -> None:
+    with pytest.raises(ModelError, match="unknown precision 'int4'"):
+        resolve_precision("int4", "cpu")
+
+
+def test_bfloat16_on_a_cpu_without_it_in_hardware_warns_that_it_is_slower(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(asr, "native_bfloat16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="hark_serving.asr"):
+        assert resolve_precision("bfloat16", "cpu") == "bfloat16"
+    assert "HARK_PRECISION=float32" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def speech_samples(audio_dir: Path) -> np.ndarray:
+    with decode_audio(audio_dir / "speech_en_16k.wav") as decoded:
+        return np.ascontiguousarray(decoded.channels[0])
+
+
+@pytest.fixture(scope="module")
+def bf16_recognizer(tiny_model_dir: Path) -> SenseVoice:
+    return SenseVoice(tiny_model_dir, device="cpu", precision="bfloat16")
+
+
+def test_bfloat16_runs_the_encoder_in_bfloat16_and_still_transcribes(
+    bf16_recognizer: SenseVoice, recognizer: SenseVoice, speech_samples: np.ndarray
+) -> None:
+    duration = len(speech_samples) / 16000
+    seen: list[torch.dtype] = []
+    layer = next(
+        m for m in bf16_recognizer.model.encoder.modules() if isinstance(m, torch.nn.Linear)
+    )
+    hook = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        [got] = bf16_recognizer.recognize([speech_samples], [DecodeRequest(words=True)])
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert bf16_recognizer.info.dtype == "bfloat16"
+    assert got.words and all(0 <= w.start <= w.end <= duration for w in got.words)
+    # The weights stay float32: the same object serves float32 after a restart with no reload.
+    assert {p.dtype for p in bf16_recognizer.model.parameters()} == {torch.float32}
+    # Close to float32, not equal: reduced precision is allowed to move a few frames.
+    [exact] = recognizer.recognize([speech_samples], [DecodeRequest()])
+    assert recognizer.info.dtype == "float32"
+    assert SequenceMatcher(None, exact.raw, got.raw).ratio() > 0.8
+
+
+def test_hark_transcribe_records_the_precision_in_the_result(
+    tmp_path: Path, audio_dir: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    wav = audio_dir / "one_sentence_16k.wav"
+    args = ["transcribe", str(wav), "--out", str(out), "--model", str(tiny_model_dir)]
+    args += ["--device", "cpu", "--precision", "bfloat16", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "one_sentence_16k.wav.json").read_text())
+    validate_result(doc)
+    assert doc["model"]["dtype"] == "bfloat16" and doc["model"]["device"] == "cpu"
