@@ -18,6 +18,7 @@ import ray
 from ray import serve
 
 from .app import APP_NAME, ROUTE_PREFIX, build_app
+from .priority import local_worker_niceness
 from .settings import DEPLOYMENT_NAMES, ServeSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def run_until(
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     local = settings.ray_address is None
     if local:
+        local_worker_niceness()
         ray.init(
             address="local",
             num_cpus=local_cpus(settings),

@@ -19,7 +19,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +45,7 @@ from .messages import (
     TranscribeReply,
     UploadJob,
 )
+from .priority import background_pool
 from .settings import load_serve_settings
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ class Worker:
         self.segmenting = segmenting(self.settings)
         self.detector = build_detector(self.settings)
         self.runner = ItemRunner(self.settings.profiles(), self.detector, self.segmenting)
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.settings.worker_threads, thread_name_prefix="hark-prepare"
-        )
+        self._pool = background_pool(self.settings.worker_threads, "hark-prepare")
         self._model: ModelInfo | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import openai
 import pytest
 
 from hark_serving.schema import Transcript, validate_result
+from hark_serving.serve.priority import LOWEST
 from tests.fixtures import audio
 from tests.fixtures.audio import AudioSpec
 
@@ -268,3 +271,33 @@ def test_probes_and_metrics(http: httpx.Client) -> None:
     assert re.search(r"hark_model_batch_segments_count [1-9]", text)
     assert re.search(r'hark_audio_seconds_processed_total\{route="/v1/transcribe"\} [1-9]', text)
     assert "hark_model_load_seconds" in text
+
+
+def _thread_niceness(pid: int) -> list[int]:
+    values = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            # Field 19 of stat, counted after the ")" that ends the command name.
+            values.append(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+    return values
+
+
+def test_the_workers_decode_threads_yield_the_cpu_to_the_model(
+    http: httpx.Client, audio_dir: Path
+) -> None:
+    import ray
+
+    still_serving(http, audio_dir)  # the Worker's pool threads exist once it has prepared a file
+
+    def pid_of(deployment: str) -> int:
+        [name] = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and f"#{deployment}#" in a["name"]
+        ]
+        actor = ray.get_actor(name, namespace="serve")
+        return int(ray.get(actor.__ray_call__.remote(lambda _self: os.getpid())))
+
+    worker, transcriber = pid_of("Worker"), pid_of("Transcriber")
+    assert LOWEST in _thread_niceness(worker)
+    assert LOWEST not in _thread_niceness(transcriber)
