@@ -9,5 +9,5 @@
 
 Pure parts, importable without Ray: api (routes), edge (auth, request ids,
 metrics, error answers), auth, batches, context, errors, forms, messages,
-metrics, openai_compat, uploads.
+metrics, openai_compat, priority (CPU priority of the Worker's threads), uploads.
 """
