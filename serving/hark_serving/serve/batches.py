@@ -37,8 +37,9 @@ class Model(Protocol):
 # price, and a bigger batch pays mostly for short segments (batch 8 against 1,
 # benchmarks/model_precision.py: float32 +73% at 3 s, +23% at 12 s, -16% at 25 s;
 # bfloat16 +110%, +30%, +1%). So a CPU takes only segments of near-equal length:
-# at 16 clients in bfloat16, 0.3 lost 9% and 0.5 lost 12% of 0.1's throughput. A GPU runs a batch's rows in parallel, so it trades some
-# padding for fewer, fuller forward passes.
+# at 16 clients in bfloat16, 0.3 lost 9% and 0.5 lost 12% of 0.1's throughput.
+# A GPU runs a batch's rows in parallel, so it trades some padding for fewer,
+# fuller forward passes.
 MAX_PADDING = {"cpu": 0.1, "cuda": 0.5}
 
 
