@@ -29,22 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from serve_load import CACHE, full_model
 
-CACHE = Path(os.environ.get("HARK_FIXTURES_DIR", Path.home() / ".cache/hark/fixtures"))
 FULL_DURATIONS = [30, 45, 60, 90, 120, 300]  # 645 s: files of 30 s to 5 min
 QUICK_DURATIONS = [30, 90]
-
-
-def full_model() -> Path:
-    from tests.fixtures.sensevoice_model import build_model_dir
-
-    path = CACHE / "sensevoice-full-seed0"
-    if not (path / "model.pt").exists():
-        print(f"building the full-size random model in {path} ...", flush=True)
-        build_model_dir(path, "full", seed=0)
-    return path
 
 
 def audio_files(durations: list[int]) -> Path:

@@ -10,7 +10,6 @@ each posting its share one after another.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import random
 import shutil
@@ -19,12 +18,12 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from hark_serving.model_source import locked
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -34,23 +33,12 @@ CACHE = Path(os.environ.get("HARK_FIXTURES_DIR", Path.home() / ".cache/hark/fixt
 CLIP_SECONDS = (5, 10, 20, 30, 45, 60)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def full_model(seed: int = 0) -> Path:
     """The full-size random SenseVoiceSmall, built once (atomic: a rename when complete)."""
     from tests.fixtures.sensevoice_model import build_model_dir
 
     target = CACHE / f"sensevoice-full-seed{seed}"
-    with _locked(CACHE / f".sensevoice-full-seed{seed}.lock"):
+    with locked(CACHE / f".sensevoice-full-seed{seed}.lock"):
         if not (target / "model.pt").is_file():
             tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=CACHE))
             try:
@@ -72,7 +60,7 @@ def clips(seconds: tuple[int, ...] = CLIP_SECONDS) -> dict[str, Path]:
     from tests.fixtures import audio
 
     d = CACHE / "serve-bench-clips-v1"
-    with _locked(CACHE / ".serve-bench-clips.lock"):
+    with locked(CACHE / ".serve-bench-clips.lock"):
         base = d / "base.wav"
         if not base.is_file():
             d.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,8 @@ def _leaf_values(obj: object) -> Iterator[object]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing), across processes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -93,7 +94,7 @@ def from_s3(uri: str, cache: Path, store: S3Store) -> ResolvedModel:
     if not listing:
         raise ModelError(f"{uri}: no objects under this prefix; upload the model directory there")
     target = _cache_dir_for(cache, "s3", str(prefix))
-    with _locked(target.with_suffix(".lock")):
+    with locked(target.with_suffix(".lock")):
         manifest = target / MANIFEST
         if manifest.is_file() and json.loads(manifest.read_text()) == listing:
             log.info("model %s: using the cached copy in %s", uri, target)
