@@ -122,8 +122,8 @@ def compare(
     files: list[Path], recipe: dict[str, list[list[object]]], out: Path
 ) -> tuple[int, int, int]:
     """(segments compared, identical, recipe spans without speech that Hark skipped)."""
-    from hark_serving.audio import decode_audio
-    from hark_serving.vad import SileroDetector, plan_segments
+    from hark_serving.engine.audio import decode_audio
+    from hark_serving.engine.vad import SileroDetector, plan_segments
 
     compared = identical = skipped = 0
     detector = SileroDetector()

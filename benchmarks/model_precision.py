@@ -35,7 +35,8 @@ def speech() -> np.ndarray:
 
 
 def main() -> None:
-    from hark_serving.asr import DecodeRequest, SenseVoice, native_bfloat16
+    from hark_serving.engine.recognition import DecodeRequest
+    from hark_serving.engine.sensevoice import SenseVoice, native_bfloat16
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--precisions", default="float32,bfloat16")

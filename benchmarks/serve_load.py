@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from hark_serving.model_source import locked
+from hark_serving.engine.model_source import locked
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -50,9 +50,8 @@ def operator(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run the Hark operator: TranscriptionJobs, dispatch to the Serve app, the GPU floor."""
+    from hark_operator.settings import load_operator_settings
     from hark_serving.logs import setup_logging
-
-    from .settings import load_operator_settings
 
     console = Console(stderr=True)
     try:
@@ -67,7 +66,7 @@ def operator(
     import kopf
     from prometheus_client import start_http_server
 
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from hark_operator import handlers  # noqa: F401  (registers the handlers)
 
     if settings.metrics_port:
         start_http_server(settings.metrics_port)

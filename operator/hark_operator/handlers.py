@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from .clients.kube import KubeClient
-from .models import GROUP, PLURAL, VERSION, JobRef, JobSpec, parse_time
-from .runtime import Runtime, status_of
-from .settings import load_operator_settings
+from hark_operator.clients.kube import KubeClient
+from hark_operator.resource.models import GROUP, PLURAL, VERSION, JobRef, JobSpec, parse_time
+from hark_operator.runtime import Runtime, status_of
+from hark_operator.settings import load_operator_settings
 
 FINALIZER = "hark.dev/operator"
 RUNNER_RETRIES = 20

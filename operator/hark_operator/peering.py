@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
-from .clients.kube import KubeClient, is_not_found
+from hark_operator.clients.kube import KubeClient, is_not_found
 
 log = logging.getLogger(__name__)
 

@@ -28,15 +28,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from hark_operator.errors import ManifestError, OperatorError
+from hark_operator.resource.models import JobRef, JobSpec, JobStatus
 from hark_serving.errors import HarkError
 
-from .errors import ManifestError, OperatorError
-from .models import JobRef, JobSpec, JobStatus
-
 if TYPE_CHECKING:
+    from hark_operator.jobs.lifecycle import JobRunner
     from hark_serving.config import Settings
-
-    from .lifecycle import JobRunner
 
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
@@ -89,11 +87,11 @@ async def run_job(
     spec: JobSpec, ref: JobRef, console: Console, *, settings: Settings, quiet: bool = False
 ) -> JobStatus:
     """Run one job in-process until it finishes (Batch) or is cancelled (Watch)."""
-    from .clients.inprocess import InProcessProcessor
-    from .clients.storage import ErrorRecorder, Stores
-    from .dispatcher import Dispatcher
-    from .lifecycle import JobEnv, JobRunner, utcnow
-    from .reporter import Reporter
+    from hark_operator.clients.inprocess import InProcessProcessor
+    from hark_operator.clients.storage import ErrorRecorder, Stores
+    from hark_operator.jobs.dispatcher import Dispatcher
+    from hark_operator.jobs.lifecycle import JobEnv, JobRunner, utcnow
+    from hark_operator.jobs.reporter import Reporter
 
     stores = Stores(settings.profiles())
     processor = InProcessProcessor(settings, workers=spec.parallelism, profiles=stores.profiles)
@@ -147,10 +145,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run a TranscriptionJob manifest on this machine (no cluster needed)."""
+    from hark_operator.resource.crd import load_manifest
     from hark_serving.config import load_settings
     from hark_serving.logs import setup_logging
-
-    from .crd import load_manifest
 
     console = Console(stderr=True)
     setup_logging(json_logs=False)

@@ -14,23 +14,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from hark_operator.clients.kube import KubeClient, is_conflict
+from hark_operator.clients.serve import ServeProcessor
+from hark_operator.clients.storage import ErrorRecorder, Stores
+from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.lifecycle import JobEnv, JobRunner
+from hark_operator.jobs.reporter import Conflict, Reporter
+from hark_operator.jobs.work import Processor
+from hark_operator.peering import PeeringLeader
+from hark_operator.resource.models import API_VERSION, KIND, JobRef, JobSpec, JobStatus, ObjectRef
+from hark_operator.scaling.backends import InProcessScaler, NoScaler, Scaler
+from hark_operator.scaling.kuberay import KubeRayScaler
+from hark_operator.scaling.loop import ScaleLoop
+from hark_operator.scaling.policy import Decision
+from hark_operator.scaling.serve_api import ServeApiScaler
+from hark_operator.settings import OperatorSettings
 from hark_serving.errors import ConfigError
-
-from .clients.kube import KubeClient, is_conflict
-from .clients.serve import ServeProcessor
-from .clients.storage import ErrorRecorder, Stores
-from .dispatcher import Backoff, Dispatcher
-from .lifecycle import JobEnv, JobRunner
-from .models import API_VERSION, KIND, JobRef, JobSpec, JobStatus, ObjectRef
-from .peering import PeeringLeader
-from .reporter import Conflict, Reporter
-from .scaling.backends import InProcessScaler, NoScaler, Scaler
-from .scaling.kuberay import KubeRayScaler
-from .scaling.loop import ScaleLoop
-from .scaling.policy import Decision
-from .scaling.serve_api import ServeApiScaler
-from .settings import OperatorSettings
-from .work import Processor
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +78,8 @@ def status_of(raw: Any) -> JobStatus:
 
 def build_processor(settings: OperatorSettings, identity: str, stores: Stores) -> Processor:
     if settings.processor == "inprocess":
+        from hark_operator.clients.inprocess import InProcessProcessor
         from hark_serving.config import load_settings
-
-        from .clients.inprocess import InProcessProcessor
 
         return InProcessProcessor(
             load_settings(), workers=settings.max_in_flight, profiles=stores.profiles

@@ -13,10 +13,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from hark_operator.scaling.policy import ScalingPolicy
 from hark_serving.errors import ConfigError
 from hark_serving.storage.settings import StorageSettings, split_list
-
-from .scaling.policy import ScalingPolicy
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 

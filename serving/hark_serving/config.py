@@ -14,10 +14,10 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from .errors import ConfigError
-from .options import Channels, Language, Timestamps
-from .storage.s3 import S3Store
-from .storage.settings import StorageSettings
+from hark_serving.errors import ConfigError
+from hark_serving.options import Channels, Language, Timestamps
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.settings import StorageSettings
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 

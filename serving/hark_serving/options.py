@@ -34,7 +34,7 @@ class TranscribeOptions(BaseModel):
 
 def parse_formats(value: str | list[str] | tuple[str, ...]) -> tuple[OutputFormat, ...]:
     """`json,srt` or a list → validated tuple, json always first (it is always written)."""
-    from .errors import InvalidOption
+    from hark_serving.errors import InvalidOption
 
     items = value.split(",") if isinstance(value, str) else list(value)
     wanted = [i.strip().lower() for i in items if i.strip()]

@@ -1,7 +1,7 @@
 """Items processed in this process: the embedded mode of `hark run` (and an operator
 with `HARK_PROCESSOR=inprocess`).
 
-The same code as a Serve worker runs each item (`hark_serving.items.run_item`):
+The same code as a Serve worker runs each item (`hark_serving.runs.items.run_item`):
 download, decode and VAD on worker threads in parallel, the model one batch
 at a time under a lock, outputs written whole. The engine's modules (torch,
 funasr) are imported when the first item arrives, never at import time.
@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from hark_serving.itemspec import ItemRequest, ItemResult
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.storage.profiles import StorageProfiles
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ class InProcessProcessor:
         with self._load_lock:
             if self._parts is not None:
                 return
-            from hark_serving.factory import build_detector, build_recognizer, segmenting
-            from hark_serving.items import ItemRunner, run_item
+            from hark_serving.engine.factory import build_detector, build_recognizer, segmenting
+            from hark_serving.runs.items import ItemRunner, run_item
 
             recognizer = build_recognizer(self.settings)
             runner = ItemRunner(
@@ -70,7 +70,7 @@ class InProcessProcessor:
     def _recognize(self, prepared: Any) -> tuple[list[Any], float]:
         import time
 
-        from hark_serving.batching import Sized, plan_batches
+        from hark_serving.engine.packing import Sized, plan_batches
 
         assert self._parts is not None
         recognizer = self._parts[1]

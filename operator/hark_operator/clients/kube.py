@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from ..models import GROUP, PLURAL, VERSION, ObjectRef
+from hark_operator.resource.models import GROUP, PLURAL, VERSION, ObjectRef
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`POST /v1/items` on the Serve application: one S3 object per call.
 
-The body is `hark_serving.itemspec.ItemRequest`, the answer an `ItemResult`,
+The body is `hark_serving.runs.itemspec.ItemRequest`, the answer an `ItemResult`,
 also when the item failed (then with the HTTP status of its error code).
 What the answer means for a retry:
 
@@ -22,9 +22,8 @@ import logging
 import httpx
 from pydantic import ValidationError
 
-from hark_serving.itemspec import ItemError, ItemRequest, ItemResult
-
-from ..errors import ProcessorUnavailable
+from hark_operator.errors import ProcessorUnavailable
+from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 
 log = logging.getLogger(__name__)
 

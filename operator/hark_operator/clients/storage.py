@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from hark_operator.errors import JobConfigError
+from hark_operator.jobs.work import WorkItem
 from hark_serving.errors import HarkError, InvalidOption, ObjectNotFound
-from hark_serving.itemspec import ItemResult
-from hark_serving.schema import utc_now
+from hark_serving.runs.itemspec import ItemResult
 from hark_serving.storage.profiles import (
     ACCESS_KEY_FILE,
     SECRET_KEY_FILE,
@@ -31,9 +32,7 @@ from hark_serving.storage.profiles import (
 )
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri, parse_s3_uri
-
-from ..errors import JobConfigError
-from ..work import WorkItem
+from hark_serving.transcript.schema import utc_now
 
 log = logging.getLogger(__name__)
 

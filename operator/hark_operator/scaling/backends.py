@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import ScalerError
-from ..models import ObjectRef
+from hark_operator.errors import ScalerError
+from hark_operator.resource.models import ObjectRef
 
 
 class Scaler(Protocol):

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from ..clients.kube import KubeClient, is_conflict, is_not_found
-from ..errors import ScalerError
-from ..models import ObjectRef
-from .backends import get_floor, set_floor
+from hark_operator.clients.kube import KubeClient, is_conflict, is_not_found
+from hark_operator.errors import ScalerError
+from hark_operator.resource.models import ObjectRef
+from hark_operator.scaling.backends import get_floor, set_floor
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from .. import metrics
-from .backends import Scaler
-from .policy import Decision, ScaleState, ScalingPolicy, decide
+from hark_operator import metrics
+from hark_operator.scaling.backends import Scaler
+from hark_operator.scaling.policy import Decision, ScaleState, ScalingPolicy, decide
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from ..errors import ScalerError
-from ..models import ObjectRef
-from .backends import get_floor, set_floor
+from hark_operator.errors import ScalerError
+from hark_operator.resource.models import ObjectRef
+from hark_operator.scaling.backends import get_floor, set_floor
 
 PATH = "/api/serve/applications/"
 HTTP_OPTION_KEYS = ("host", "port", "root_path", "request_timeout_s", "keep_alive_timeout_s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import serve, transcribe
+from hark_serving.cli import serve, transcribe
 
 app = typer.Typer(
     name="hark",

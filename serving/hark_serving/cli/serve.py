@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..errors import HarkError
+from hark_serving.errors import HarkError
 
 EXIT_USAGE = 2
 
@@ -83,8 +83,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API (DESIGN.md §7) with Ray Serve until interrupted."""
-    from ..logs import setup_logging
-    from ..serve.settings import load_serve_settings
+    from hark_serving.logs import setup_logging
+    from hark_serving.serve.settings import load_serve_settings
 
     console = Console(stderr=True)
     setup_logging()
@@ -115,7 +115,9 @@ def serve(
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
-    from ..serve.local import run_until  # imports Ray: only once the flags are known good
+    from hark_serving.serve.local import (
+        run_until,  # imports Ray: only once the flags are known good
+    )
 
     stop = threading.Event()
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..errors import HarkError
+from hark_serving.errors import HarkError
 
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
@@ -77,13 +77,13 @@ def transcribe(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Transcribe audio into hark.transcript/v1 JSON (and SRT, VTT, TXT) in-process."""
-    from ..batch import Failure, gather_inputs, plan, transcribe_refs
-    from ..config import load_settings
-    from ..engine import Outcome
-    from ..logs import setup_logging
-    from ..options import TranscribeOptions, parse_formats
-    from ..storage.locations import output_location
-    from .progress import RunProgress
+    from hark_serving.cli.progress import RunProgress
+    from hark_serving.config import load_settings
+    from hark_serving.engine.embedded import Outcome
+    from hark_serving.logs import setup_logging
+    from hark_serving.options import TranscribeOptions, parse_formats
+    from hark_serving.runs.local import Failure, gather_inputs, plan, transcribe_refs
+    from hark_serving.storage.locations import output_location
 
     console = Console(stderr=True)
     setup_logging(json_logs=False)
@@ -129,7 +129,7 @@ def transcribe(
     if not planned.todo:
         return
 
-    from ..factory import build_engine
+    from hark_serving.engine.factory import build_engine
 
     try:
         with console.status(f"loading {settings.model} ..."):

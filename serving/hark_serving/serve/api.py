@@ -27,15 +27,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EmptyFile, HarkError, InputError, TooLarge
-from ..itemspec import ItemRequest
-from ..options import TranscribeOptions
-from ..schema import Transcript
-from ..writers import CONTENT_TYPES, render
-from . import openai_compat
-from .context import request_id
-from .edge import EdgeMiddleware, error_headers, error_response, route_label
-from .errors import (
+from hark_serving.errors import EmptyFile, HarkError, InputError, TooLarge
+from hark_serving.options import TranscribeOptions
+from hark_serving.runs.itemspec import ItemRequest
+from hark_serving.serve import openai_compat
+from hark_serving.serve.context import request_id
+from hark_serving.serve.edge import EdgeMiddleware, error_headers, error_response, route_label
+from hark_serving.serve.errors import (
     MethodNotAllowed,
     NotReady,
     ReportedError,
@@ -43,11 +41,13 @@ from .errors import (
     Timeout,
     status_for,
 )
-from .forms import parse_transcribe_form
-from .messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
-from .metrics import CONTENT_TYPE, Metrics
-from .settings import ServeSettings
-from .uploads import Upload, receive_upload
+from hark_serving.serve.forms import parse_transcribe_form
+from hark_serving.serve.messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
+from hark_serving.serve.metrics import CONTENT_TYPE, Metrics
+from hark_serving.serve.settings import ServeSettings
+from hark_serving.serve.uploads import Upload, receive_upload
+from hark_serving.transcript.schema import Transcript
+from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any, cast
 
 from ray import serve
 
-from .ingress import Ingress
-from .settings import load_serve_settings
-from .transcriber import Transcriber
-from .worker import Worker
+from hark_serving.serve.ingress import Ingress
+from hark_serving.serve.settings import load_serve_settings
+from hark_serving.serve.transcriber import Transcriber
+from hark_serving.serve.worker import Worker
 
 APP_NAME = "hark"
 ROUTE_PREFIX = "/"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 
-from .errors import Unauthorized
+from hark_serving.serve.errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 

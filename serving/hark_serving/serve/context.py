@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from ..logs import setup_logging
+from hark_serving.logs import setup_logging
 
 T = TypeVar("T")
 

@@ -15,12 +15,12 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import HarkError
-from .auth import check_bearer, needs_token
-from .context import new_request_id, request_id
-from .errors import RETRYABLE_CODES, error_body, status_for
-from .metrics import Metrics
-from .settings import ServeSettings
+from hark_serving.errors import HarkError
+from hark_serving.serve.auth import check_bearer, needs_token
+from hark_serving.serve.context import new_request_id, request_id
+from hark_serving.serve.errors import RETRYABLE_CODES, error_body, status_for
+from hark_serving.serve.metrics import Metrics
+from hark_serving.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 

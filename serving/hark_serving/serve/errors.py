@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import HarkError
+from hark_serving.errors import HarkError
 
 # Codes that are not in this table are answered with 500: a new error class
 # without a row here is a bug worth seeing.

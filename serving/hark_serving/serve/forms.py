@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from ..errors import InvalidOption
-from ..options import LANGUAGES, OUTPUT_FORMATS, OutputFormat, TranscribeOptions
+from hark_serving.errors import InvalidOption
+from hark_serving.options import LANGUAGES, OUTPUT_FORMATS, OutputFormat, TranscribeOptions
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

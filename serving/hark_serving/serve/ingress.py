@@ -17,13 +17,13 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from ..itemspec import ItemRequest
-from .api import build_api
-from .context import configure_replica_logging
-from .errors import Unavailable
-from .messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
-from .metrics import Metrics
-from .settings import load_serve_settings
+from hark_serving.runs.itemspec import ItemRequest
+from hark_serving.serve.api import build_api
+from hark_serving.serve.context import configure_replica_logging
+from hark_serving.serve.errors import Unavailable
+from hark_serving.serve.messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
+from hark_serving.serve.metrics import Metrics
+from hark_serving.serve.settings import load_serve_settings
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 import ray
 from ray import serve
 
-from .app import APP_NAME, ROUTE_PREFIX, build_app
-from .priority import local_worker_niceness
-from .settings import DEPLOYMENT_NAMES, ServeSettings
+from hark_serving.serve.app import APP_NAME, ROUTE_PREFIX, build_app
+from hark_serving.serve.priority import local_worker_niceness
+from hark_serving.serve.settings import DEPLOYMENT_NAMES, ServeSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..asr import DecodeRequest, Recognized, encoder_frames
-from ..errors import HarkError
-from ..itemspec import ItemResult
-from ..options import TranscribeOptions
-from ..schema import ModelInfo, Transcript
+from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
+from hark_serving.errors import HarkError
+from hark_serving.options import TranscribeOptions
+from hark_serving.runs.itemspec import ItemResult
+from hark_serving.transcript.schema import ModelInfo, Transcript
 
 
 @dataclass(frozen=True)

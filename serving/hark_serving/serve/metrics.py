@@ -23,7 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .messages import BatchStats
+from hark_serving.serve.messages import BatchStats
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 SEGMENT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

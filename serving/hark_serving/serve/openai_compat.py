@@ -14,10 +14,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InvalidOption
-from ..options import LANGUAGES
-from ..schema import Segment, Transcript
-from ..writers import render
+from hark_serving.errors import InvalidOption
+from hark_serving.options import LANGUAGES
+from hark_serving.transcript.schema import Segment, Transcript
+from hark_serving.transcript.writers import render
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt")

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from ..config import Settings
-from ..errors import ConfigError
+from hark_serving.config import Settings
+from hark_serving.errors import ConfigError
 
 DeploymentName = Literal["ingress", "worker", "transcriber"]
 DEPLOYMENT_NAMES: dict[DeploymentName, str] = {

@@ -22,12 +22,12 @@ from typing import Any, Protocol, cast
 
 from ray import serve
 
-from ..errors import ModelError
-from ..factory import build_recognizer
-from .batches import Batcher, BatchLimits, check_window, default_max_padding
-from .context import configure_replica_logging
-from .messages import ModelStatus, SegmentResult, SegmentTask
-from .settings import load_serve_settings
+from hark_serving.engine.factory import build_recognizer
+from hark_serving.errors import ModelError
+from hark_serving.serve.batcher import Batcher, BatchLimits, check_window, default_max_padding
+from hark_serving.serve.context import configure_replica_logging
+from hark_serving.serve.messages import ModelStatus, SegmentResult, SegmentTask
+from hark_serving.serve.settings import load_serve_settings
 
 log = logging.getLogger(__name__)
 

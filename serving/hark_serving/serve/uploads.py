@@ -23,8 +23,8 @@ from typing import BinaryIO
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ..errors import InputError, TooLarge
-from .errors import UnsupportedMediaType
+from hark_serving.errors import InputError, TooLarge
+from hark_serving.serve.errors import UnsupportedMediaType
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024

@@ -27,16 +27,15 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from ..asr import Recognized
-from ..errors import HarkError, InternalError, StorageUnavailable
-from ..factory import build_detector, segmenting
-from ..items import ItemRunner, Started
-from ..itemspec import ItemRequest, ItemResult
-from ..pipeline import PreparedFile, SegmentWork, assemble, prepare
-from ..schema import ModelInfo
-from .context import configure_replica_logging, run_in_context, set_request_id
-from .errors import Unavailable
-from .messages import (
+from hark_serving.engine.factory import build_detector, segmenting
+from hark_serving.engine.pipeline import PreparedFile, SegmentWork, assemble, prepare
+from hark_serving.engine.recognition import Recognized
+from hark_serving.errors import HarkError, InternalError, StorageUnavailable
+from hark_serving.runs.items import ItemRunner, Started
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
+from hark_serving.serve.context import configure_replica_logging, run_in_context, set_request_id
+from hark_serving.serve.errors import Unavailable
+from hark_serving.serve.messages import (
     BatchStats,
     Failure,
     ItemReply,
@@ -45,8 +44,9 @@ from .messages import (
     TranscribeReply,
     UploadJob,
 )
-from .priority import background_pool
-from .settings import load_serve_settings
+from hark_serving.serve.priority import background_pool
+from hark_serving.serve.settings import load_serve_settings
+from hark_serving.transcript.schema import ModelInfo
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import InvalidUri, ObjectNotFound
-from .s3 import S3Store
-from .uris import S3Uri, as_prefix, is_s3, matches, parse_s3_uri, relative_key, safe_relative
+from hark_serving.errors import InvalidUri, ObjectNotFound
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import (
+    S3Uri,
+    as_prefix,
+    is_s3,
+    matches,
+    parse_s3_uri,
+    relative_key,
+    safe_relative,
+)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError, InvalidOption
-from .s3 import S3Settings, S3Store
+from hark_serving.errors import ConfigError, InvalidOption
+from hark_serving.storage.s3 import S3Settings, S3Store
 
 ACCESS_KEY_FILE = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_FILE = "AWS_SECRET_ACCESS_KEY"

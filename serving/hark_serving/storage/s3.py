@@ -20,14 +20,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ConnectTimeoutError
 
-from ..errors import (
+from hark_serving.errors import (
     AccessDenied,
     BucketNotAllowed,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
 )
-from .uris import S3Uri
+from hark_serving.storage.uris import S3Uri
 
 log = logging.getLogger(__name__)
 

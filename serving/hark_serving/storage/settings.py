@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .profiles import StorageProfile, StorageProfiles
+from hark_serving.storage.profiles import StorageProfile, StorageProfiles
 
 
 def split_list(value: object) -> object:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from hark_serving.engine.model_source import resolve_model
 from hark_serving.errors import ModelError
-from hark_serving.model_source import resolve_model
 from hark_serving.storage.s3 import S3Store
 
 
@@ -68,7 +68,7 @@ def test_an_s3_model_is_copied_once_verified_and_reused(
     assert resolve_model(uri, tmp_path, store=store).path == local
     assert len(downloads) == len(list(tiny_model_dir.iterdir())), "a changed prefix is copied again"
 
-    from hark_serving.asr import SenseVoice
+    from hark_serving.engine.sensevoice import SenseVoice
 
     assert SenseVoice(local, source=uri, device="cpu").info.source == uri
 

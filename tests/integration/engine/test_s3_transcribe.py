@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hark_serving.cli.main import app
-from hark_serving.schema import validate_result
+from hark_serving.transcript.schema import validate_result
 from tests.env.environment import Environment
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""A small real HTTP server for `POST /v1/items`, running `hark_serving.items.run_item`
+"""A small real HTTP server for `POST /v1/items`, running `hark_serving.runs.items.run_item`
 with a local model: the operator's HTTP client talks to it as to the Serve app.
 
 It behaves like a Serve Worker replica: idempotent per output (a second
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hark_serving.itemspec import ItemRequest, ItemResult
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.storage.profiles import Credentials, ProfilesFile, StorageProfile, StorageProfiles
 
 STATUS = {"storage_unavailable": 503, "not_found": 404, "access_denied": 403, "internal": 500}

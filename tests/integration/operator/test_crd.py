@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hark_operator.models import JobSpec
+from hark_operator.resource.models import JobSpec
 from tests.env.environment import Environment
 from tests.env.kube import apply_yaml
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from hark_serving.schema import validate_result
+from hark_serving.transcript.schema import validate_result
 from tests.env.environment import Environment
 from tests.env.kube import unique_name
 from tests.env.pytest_plugin import empty_bucket

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from hark_serving.schema import Transcript, validate_result
 from hark_serving.serve.priority import LOWEST
+from hark_serving.transcript.schema import Transcript, validate_result
 from tests.fixtures import audio
 from tests.fixtures.audio import AudioSpec
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hark_serving.asr import SenseVoice
-from hark_serving.engine import Engine, EngineSettings
-from hark_serving.vad import SileroDetector
+from hark_serving.engine.embedded import Engine, EngineSettings
+from hark_serving.engine.sensevoice import SenseVoice
+from hark_serving.engine.vad import SileroDetector
 
 
 @pytest.fixture(scope="session")

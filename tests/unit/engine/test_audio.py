@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hark_serving.audio import TARGET_RATE, decode_audio
+from hark_serving.engine.audio import TARGET_RATE, decode_audio
 from hark_serving.errors import InputError
 from tests.fixtures import audio as fixtures
 

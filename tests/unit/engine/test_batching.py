@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hark_serving.batching import Sized, plan_batches, take_batch
+from hark_serving.engine.packing import Sized, plan_batches, take_batch
 
 
 def test_a_batch_grows_while_its_padded_cost_fits_the_budget() -> None:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hark_serving.cli.main import app
-from hark_serving.schema import validate_result
+from hark_serving.transcript.schema import validate_result
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hark_serving.audio import decode_audio
-from hark_serving.vad import FsmnDetector, Region, SileroDetector, WholeFileDetector
+from hark_serving.engine.audio import decode_audio
+from hark_serving.engine.vad import FsmnDetector, Region, SileroDetector, WholeFileDetector
 from tests.fixtures.fsmn_vad_model import build_fsmn_vad_dir
 
 

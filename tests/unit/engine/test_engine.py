@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hark_serving.engine import AudioJob, Engine
+from hark_serving.engine.embedded import AudioJob, Engine
 from hark_serving.options import TranscribeOptions
-from hark_serving.schema import validate_result
+from hark_serving.transcript.schema import validate_result
 from tests.fixtures import audio as fixtures
 
 
@@ -122,9 +122,9 @@ def test_audio_spilled_to_disk_transcribes_exactly_as_in_memory(
 ) -> None:
     from dataclasses import replace
 
-    from hark_serving.engine import EngineSettings
-    from hark_serving.pipeline import SegmentingSettings
-    from hark_serving.vad import SileroDetector
+    from hark_serving.engine.embedded import EngineSettings
+    from hark_serving.engine.pipeline import SegmentingSettings
+    from hark_serving.engine.vad import SileroDetector
 
     spill = SegmentingSettings(spill_after_seconds=2.0, spill_dir=tmp_path)
     on_disk = Engine(recognizer, SileroDetector(), EngineSettings(segmenting=spill))  # type: ignore[arg-type]

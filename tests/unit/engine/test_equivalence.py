@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hark_serving.asr import DecodeRequest, SenseVoice
-from hark_serving.audio import decode_audio
-from hark_serving.engine import AudioJob, Engine, EngineSettings
+from hark_serving.engine.audio import decode_audio
+from hark_serving.engine.embedded import AudioJob, Engine, EngineSettings
+from hark_serving.engine.recognition import DecodeRequest
+from hark_serving.engine.sensevoice import SenseVoice
+from hark_serving.engine.vad import SileroDetector, WholeFileDetector, plan_segments
 from hark_serving.options import TranscribeOptions
-from hark_serving.schema import Transcript
-from hark_serving.vad import SileroDetector, WholeFileDetector, plan_segments
+from hark_serving.transcript.schema import Transcript
 
 # 16 kHz mono WAV under 30 s: funasr reads them to the same samples Hark decodes.
 SHORT_WAVS = [

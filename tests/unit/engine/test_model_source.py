@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hark_serving.engine.model_source import resolve_model
 from hark_serving.errors import ModelError
-from hark_serving.model_source import resolve_model
 
 
 def test_a_local_directory_missing_files_names_them(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -12,12 +12,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hark_serving import asr
-from hark_serving.asr import DecodeRequest, SenseVoice, resolve_precision
-from hark_serving.audio import decode_audio
 from hark_serving.cli.main import app
+from hark_serving.engine import sensevoice
+from hark_serving.engine.audio import decode_audio
+from hark_serving.engine.recognition import DecodeRequest
+from hark_serving.engine.sensevoice import SenseVoice, resolve_precision
 from hark_serving.errors import ModelError
-from hark_serving.schema import validate_result
+from hark_serving.transcript.schema import validate_result
 
 
 @pytest.mark.parametrize(
@@ -50,8 +51,8 @@ def test_an_unknown_precision_is_named() -> None:
 def test_bfloat16_on_a_cpu_without_it_in_hardware_warns_that_it_is_slower(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(asr, "native_bfloat16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="hark_serving.asr"):
+    monkeypatch.setattr(sensevoice, "native_bfloat16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="hark_serving.engine.sensevoice"):
         assert resolve_precision("bfloat16", "cpu") == "bfloat16"
     assert "HARK_PRECISION=float32" in caplog.text
 

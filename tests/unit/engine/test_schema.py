@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from hark_serving.schema import (
+from hark_serving.transcript.schema import (
     ModelInfo,
     ResultOptions,
     Segment,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hark_serving.schema import Segment
-from hark_serving.summary import summarize
+from hark_serving.transcript.schema import Segment
+from hark_serving.transcript.summary import summarize
 
 
 def seg(i: int, start: float, end: float, **kw: object) -> Segment:

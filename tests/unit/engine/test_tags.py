@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hark_serving.tags import parse_rich_text
+from hark_serving.transcript.tags import parse_rich_text
 
 
 def test_it_reads_the_four_leading_tags_of_a_real_output() -> None:

@@ -7,7 +7,7 @@ import random
 import pytest
 from funasr.utils.vad_utils import merge_vad
 
-from hark_serving.vad import PlannedSegment, Region, merge_spans, plan_segments, split_long
+from hark_serving.engine.vad import PlannedSegment, Region, merge_spans, plan_segments, split_long
 
 
 def random_regions(rng: random.Random) -> list[Region]:

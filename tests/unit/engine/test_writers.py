@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hark_serving.schema import (
+from hark_serving.transcript.schema import (
     ModelInfo,
     ResultOptions,
     Segment,
@@ -12,7 +12,7 @@ from hark_serving.schema import (
     Transcript,
     Word,
 )
-from hark_serving.writers import render
+from hark_serving.transcript.writers import render
 
 
 def transcript(segments: list[Segment]) -> Transcript:

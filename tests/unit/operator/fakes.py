@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from hark_operator.errors import ProcessorUnavailable
 from hark_serving.errors import BucketNotAllowed, ObjectNotFound, StorageUnavailable
-from hark_serving.itemspec import ItemError, ItemRequest, ItemResult
+from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.storage.s3 import ObjectInfo
 from hark_serving.storage.uris import S3Uri, parse_s3_uri
 

@@ -15,7 +15,7 @@ from hark_operator.errors import ProcessorUnavailable
 from hark_operator.peering import higher_live_peers
 from hark_operator.settings import load_operator_settings
 from hark_serving.errors import ConfigError
-from hark_serving.itemspec import ItemRequest
+from hark_serving.runs.itemspec import ItemRequest
 
 REQ = ItemRequest(input_uri="s3://in-b/a.mp3", output_uri="s3://out-b/a.mp3", job="ns/j")
 

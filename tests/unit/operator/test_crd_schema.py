@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from hark_operator import models
-from hark_operator.crd import (
+from hark_operator.errors import ManifestError
+from hark_operator.resource import models
+from hark_operator.resource.crd import (
     CHART_CRD,
     apply_defaults,
     crd_text,
@@ -17,8 +18,7 @@ from hark_operator.crd import (
     schema_errors,
     version_schema,
 )
-from hark_operator.errors import ManifestError
-from hark_operator.models import JobSpec
+from hark_operator.resource.models import JobSpec
 from hark_serving.storage.uris import DEFAULT_INCLUDE
 
 REPO = Path(__file__).resolve().parents[3]

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from hark_operator.dispatcher import Backoff, Dispatcher
-from hark_operator.work import Outcome, WorkItem
-from hark_serving.itemspec import ItemRequest, ItemResult
+from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.work import Outcome, WorkItem
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
 
 from .fakes import FakeStore, FakeWorker
 

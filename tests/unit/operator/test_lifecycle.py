@@ -8,10 +8,10 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from hark_operator.clients.storage import ErrorRecorder
-from hark_operator.dispatcher import Backoff, Dispatcher
-from hark_operator.lifecycle import JobEnv, JobRunner
-from hark_operator.models import JobRef, JobSpec, JobStatus
-from hark_operator.reporter import Reporter
+from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.lifecycle import JobEnv, JobRunner
+from hark_operator.jobs.reporter import Reporter
+from hark_operator.resource.models import JobRef, JobSpec, JobStatus
 from hark_operator.run import MemoryStatus
 from hark_serving.storage.uris import S3Uri
 

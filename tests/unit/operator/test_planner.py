@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from hark_operator.planner import Planner, ScanTally, classify, merge_join
+from hark_operator.jobs.planner import Planner, ScanTally, classify, merge_join
 from hark_serving.errors import BucketNotAllowed
 from hark_serving.storage.s3 import ObjectInfo
 from hark_serving.storage.uris import S3Uri, parse_s3_uri

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-from hark_operator.models import Counts, JobStatus
-from hark_operator.planner import PlanItem
-from hark_operator.progress import JobTracker
-from hark_operator.reporter import Conflict, Observation, Reporter, build_status, set_condition
-from hark_serving.itemspec import ItemError, ItemResult
+from hark_operator.jobs.planner import PlanItem
+from hark_operator.jobs.progress import JobTracker
+from hark_operator.jobs.reporter import Conflict, Observation, Reporter, build_status, set_condition
+from hark_operator.resource.models import Counts, JobStatus
+from hark_serving.runs.itemspec import ItemError, ItemResult
 from hark_serving.storage.uris import S3Uri
 
 from .fakes import Events

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from hark_operator.clients.storage import ErrorRecorder, Stores
 from hark_operator.errors import JobConfigError
-from hark_operator.jobsummary import SummaryTally, summary_uri
-from hark_operator.models import Counts, JobRef, JobSpec
-from hark_operator.work import WorkItem
-from hark_serving.itemspec import ItemError, ItemRequest, ItemResult
+from hark_operator.jobs.summary import SummaryTally, summary_uri
+from hark_operator.jobs.work import WorkItem
+from hark_operator.resource.models import Counts, JobRef, JobSpec
+from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.storage.profiles import ProfilesFile, StorageProfile, StorageProfiles
 from hark_serving.storage.uris import S3Uri
 
@@ -166,7 +166,7 @@ def test_the_operator_never_imports_the_engine_or_ray() -> None:
         "import sys\n"
         "import hark_operator.handlers, hark_operator.run, hark_operator.cli, hark_operator.runtime\n"
         "import hark_serving.cli.main\n"
-        "heavy = sorted(m for m in ('torch', 'funasr', 'ray', 'av', 'hark_serving.items') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'funasr', 'ray', 'av', 'hark_serving.runs.items') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

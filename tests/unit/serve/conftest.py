@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hark_serving.schema import (
+from hark_serving.transcript.schema import (
     ModelInfo,
     ResultOptions,
     Segment,

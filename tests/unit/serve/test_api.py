@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from hark_serving.itemspec import ItemError, ItemRequest, ItemResult
-from hark_serving.schema import Transcript
+from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.serve.api import build_api
 from hark_serving.serve.messages import (
     BatchStats,
@@ -20,6 +19,7 @@ from hark_serving.serve.messages import (
     UploadJob,
 )
 from hark_serving.serve.settings import ServeSettings
+from hark_serving.transcript.schema import Transcript
 
 from .conftest import make_transcript
 

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from hark_serving.asr import DecodeRequest, Recognized, encoder_frames
-from hark_serving.serve.batches import (
+from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
+from hark_serving.serve.batcher import (
     Batcher,
     BatchLimits,
     Waiting,

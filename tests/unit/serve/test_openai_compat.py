@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from hark_serving.errors import InvalidOption
-from hark_serving.schema import Transcript
 from hark_serving.serve.openai_compat import (
     compression_ratio,
     parse_language,
     parse_request,
     response,
 )
+from hark_serving.transcript.schema import Transcript
 
 SEGMENT_KEYS = {
     "id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",

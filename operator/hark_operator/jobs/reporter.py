@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from .models import Condition, ConditionStatus, Counts, FailureRecord, JobStatus, Phase
+from hark_operator.resource.models import (
+    Condition,
+    ConditionStatus,
+    Counts,
+    FailureRecord,
+    JobStatus,
+    Phase,
+)
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .asr import SenseVoice
-from .config import Settings
-from .engine import Engine, EngineSettings
-from .model_source import resolve_model
-from .pipeline import SegmentingSettings
-from .vad import FsmnDetector, SileroDetector, SpeechDetector, WholeFileDetector
+from hark_serving.config import Settings
+from hark_serving.engine.embedded import Engine, EngineSettings
+from hark_serving.engine.model_source import resolve_model
+from hark_serving.engine.pipeline import SegmentingSettings
+from hark_serving.engine.sensevoice import SenseVoice
+from hark_serving.engine.vad import FsmnDetector, SileroDetector, SpeechDetector, WholeFileDetector
 
 
 def segmenting(settings: Settings) -> SegmentingSettings:

@@ -31,11 +31,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hark_serving.itemspec import ItemError, ItemRequest, ItemResult
-
-from . import metrics
-from .errors import ProcessorUnavailable
-from .work import FailureRecorder, Outcome, Processor, Sink, WorkItem
+from hark_operator import metrics
+from hark_operator.errors import ProcessorUnavailable
+from hark_operator.jobs.work import FailureRecorder, Outcome, Processor, Sink, WorkItem
+from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 
 __all__ = ["Backoff", "Dispatcher", "JobLoad", "Outcome", "Processor", "WorkItem"]
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .options import OutputFormat, TranscribeOptions
+from hark_serving.options import OutputFormat, TranscribeOptions
 
 
 def _json_only() -> list[OutputFormat]:

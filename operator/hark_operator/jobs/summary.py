@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hark_operator.resource.models import Counts, JobRef, JobSpec, rfc3339
 from hark_serving.storage.uris import HARK_DIR, S3Uri
-
-from .models import Counts, JobRef, JobSpec, rfc3339
 
 SUMMARY_SCHEMA = "hark.job-summary/v1"
 MAX_LISTED_FAILURES = 1000

@@ -9,13 +9,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+from hark_operator.clients.storage import Stores, read_json, write_json
+from hark_operator.jobs.summary import SummaryTally
+from hark_operator.resource.models import FailureRecord
 from hark_serving.errors import StorageError
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri
-
-from .clients.storage import Stores, read_json, write_json
-from .jobsummary import SummaryTally
-from .models import FailureRecord
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .asr import DecodeRequest, Recognized, encoder_frames
-from .audio import DecodedAudio, decode_audio
-from .options import TranscribeOptions
-from .schema import (
+from hark_serving.engine.audio import DecodedAudio, decode_audio
+from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
+from hark_serving.engine.vad import PlannedSegment, SpeechDetector, plan_segments
+from hark_serving.options import TranscribeOptions
+from hark_serving.transcript.schema import (
     ModelInfo,
     ResultOptions,
     Segment,
@@ -29,9 +30,8 @@ from .schema import (
     Transcript,
     Word,
 )
-from .summary import summarize
-from .tags import parse_rich_text
-from .vad import PlannedSegment, SpeechDetector, plan_segments
+from hark_serving.transcript.summary import summarize
+from hark_serving.transcript.tags import parse_rich_text
 
 
 @dataclass(frozen=True)

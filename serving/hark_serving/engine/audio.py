@@ -23,7 +23,7 @@ from typing import BinaryIO, TypeVar
 import av
 import numpy as np
 
-from .errors import (
+from hark_serving.errors import (
     CorruptAudio,
     EmptyAudio,
     EmptyFile,

@@ -28,22 +28,21 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
+from hark_operator import metrics
+from hark_operator.clients.storage import Stores
+from hark_operator.errors import JobConfigError
+from hark_operator.jobs.dispatcher import Dispatcher
+from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
+from hark_operator.jobs.progress import JobTracker
+from hark_operator.jobs.reporter import Observation, Reporter
+from hark_operator.jobs.summary import summary_uri
+from hark_operator.jobs.summary_store import Kind, SummaryKeeper
+from hark_operator.jobs.work import Outcome, WorkItem
+from hark_operator.resource.models import JobRef, JobSpec, JobStatus, Phase
 from hark_serving.errors import StorageError, StorageUnavailable
-from hark_serving.itemspec import ItemRequest
+from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
-
-from . import metrics
-from .clients.storage import Stores
-from .dispatcher import Dispatcher
-from .errors import JobConfigError
-from .jobsummary import summary_uri
-from .models import JobRef, JobSpec, JobStatus, Phase
-from .planner import PlanItem, Planner, ScanTally
-from .progress import JobTracker
-from .reporter import Observation, Reporter
-from .summaries import Kind, SummaryKeeper
-from .work import Outcome, WorkItem
 
 log = logging.getLogger(__name__)
 

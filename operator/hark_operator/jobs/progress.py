@@ -21,10 +21,9 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from hark_serving.itemspec import ItemResult
-
-from .models import Counts, FailureRecord
-from .planner import PlanItem, ScanTally
+from hark_operator.jobs.planner import PlanItem, ScanTally
+from hark_operator.resource.models import Counts, FailureRecord
+from hark_serving.runs.itemspec import ItemResult
 
 RECENT_FAILURES = 20
 

@@ -21,17 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .asr import Recognized
-from .batch import SOURCE_ETAG_METADATA
-from .errors import HarkError, InputError, InvalidUri, ObjectNotFound
-from .itemspec import ItemError, ItemRequest, ItemResult
-from .pipeline import PreparedFile, SegmentingSettings, assemble, prepare
-from .schema import ModelInfo, utc_now, validate_result
-from .storage.profiles import StorageProfiles
-from .storage.s3 import S3Store
-from .storage.uris import S3Uri, parse_s3_uri
-from .vad import SpeechDetector
-from .writers import CONTENT_TYPES, render
+from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
+from hark_serving.engine.recognition import Recognized
+from hark_serving.engine.vad import SpeechDetector
+from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound
+from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
+from hark_serving.runs.local import SOURCE_ETAG_METADATA
+from hark_serving.storage.profiles import StorageProfiles
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import S3Uri, parse_s3_uri
+from hark_serving.transcript.schema import ModelInfo, utc_now, validate_result
+from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engine import AudioJob, Engine, Outcome
-from .errors import HarkError, InvalidOption, StorageError
-from .options import TranscribeOptions
-from .schema import Transcript, utc_now, validate_result
-from .storage.locations import InputRef, OutputLocation, fetched, list_inputs
-from .storage.s3 import S3Store
-from .storage.uris import error_name, output_name
-from .writers import CONTENT_TYPES, render
+from hark_serving.engine.embedded import AudioJob, Engine, Outcome
+from hark_serving.errors import HarkError, InvalidOption, StorageError
+from hark_serving.options import TranscribeOptions
+from hark_serving.storage.locations import InputRef, OutputLocation, fetched, list_inputs
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import error_name, output_name
+from hark_serving.transcript.schema import Transcript, utc_now, validate_result
+from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from .schema import Segment, Summary
+from hark_serving.transcript.schema import Segment, Summary
 
 # A run of this many consecutive segments with one emotion raises a flag.
 SUSTAINED_RUN = 3

@@ -1,6 +1,6 @@
 """The `hark.transcript/v1` result (DESIGN.md §6) as typed models, and its JSON Schema.
 
-The JSON Schema in `schemas/transcript.v1.json` is the published contract; the
+The JSON Schema in `schemas/transcript.v1.json` (beside this module) is the published contract; the
 models below build results and `validate_result` checks every document against
 the file before it is written, so the two cannot drift apart unnoticed.
 """
@@ -106,7 +106,11 @@ def utc_now() -> str:
 @lru_cache(maxsize=1)
 def json_schema() -> dict[str, Any]:
     """The shipped JSON Schema of `hark.transcript/v1`."""
-    text = resources.files("hark_serving").joinpath("schemas/transcript.v1.json").read_text()
+    text = (
+        resources.files("hark_serving.transcript")
+        .joinpath("schemas/transcript.v1.json")
+        .read_text()
+    )
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -7,7 +7,7 @@ would queue up and run as many small batches. So the Transcriber's
 which one model batch is cut each time the model is idle. A batch holds the
 oldest waiting segment (so nothing waits forever) plus the segments closest
 to it in length (so little is padding), bounded by the segment count and the
-frame budget (`asr.encoder_frames`, padding included). Segments of different
+frame budget (`recognition.encoder_frames`, padding included). Segments of different
 requests, with different options, share batches. Plain asyncio, no Ray here.
 """
 
@@ -23,8 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..asr import DecodeRequest, Recognized
-from .messages import BatchStats, SegmentResult, SegmentTask
+from hark_serving.engine.recognition import DecodeRequest, Recognized
+from hark_serving.serve.messages import BatchStats, SegmentResult, SegmentTask
 
 
 class Model(Protocol):

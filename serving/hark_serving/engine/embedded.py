@@ -21,13 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .asr import DecodeRequest, Recognized
-from .batching import Sized, sort_longest_first, take_batch
-from .errors import HarkError, InternalError
-from .options import TranscribeOptions
-from .pipeline import PreparedFile, SegmentingSettings, SegmentWork, assemble, prepare
-from .schema import ModelInfo, Transcript
-from .vad import SpeechDetector
+from hark_serving.engine.packing import Sized, sort_longest_first, take_batch
+from hark_serving.engine.pipeline import (
+    PreparedFile,
+    SegmentingSettings,
+    SegmentWork,
+    assemble,
+    prepare,
+)
+from hark_serving.engine.recognition import DecodeRequest, Recognized
+from hark_serving.engine.vad import SpeechDetector
+from hark_serving.errors import HarkError, InternalError
+from hark_serving.options import TranscribeOptions
+from hark_serving.transcript.schema import ModelInfo, Transcript
 
 log = logging.getLogger(__name__)
 

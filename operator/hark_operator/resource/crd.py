@@ -21,12 +21,12 @@ import yaml
 from jsonschema import Draft4Validator
 from pydantic import ValidationError
 
-from .errors import ManifestError
-from .models import API_VERSION, KIND, VERSION, JobSpec
+from hark_operator.errors import ManifestError
+from hark_operator.resource.models import API_VERSION, KIND, VERSION, JobSpec
 
 CRD_FILE = "transcriptionjobs.hark.dev.yaml"
 # Where the chart keeps it, for checkouts whose package data is not installed.
-CHART_CRD = Path(__file__).resolve().parents[2] / "charts" / "hark" / "crds" / CRD_FILE
+CHART_CRD = Path(__file__).resolve().parents[3] / "charts" / "hark" / "crds" / CRD_FILE
 
 
 def crd_text() -> str:

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
-from .storage.s3 import S3Store
-from .storage.uris import as_prefix, is_s3, parse_s3_uri
+from hark_serving.errors import ModelError
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import as_prefix, is_s3, parse_s3_uri
 
 log = logging.getLogger(__name__)
 

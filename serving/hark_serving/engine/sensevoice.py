@@ -1,7 +1,7 @@
 """SenseVoiceSmall inference: batches of 16 kHz segments in, rich text out.
 
 The model, its tokenizer and its frontend are funasr's own classes, built from
-the model directory as `funasr.AutoModel` builds them (see `loading`), with
+the model directory as `funasr.AutoModel` builds them (see `hark_serving.engine.loading`), with
 feature dithering off, so the same audio always gives the same text. The forward pass mirrors
 `SenseVoiceSmall.inference` with two differences that matter for serving:
 
@@ -26,48 +26,23 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import ModelError
-from .schema import ModelInfo
+from hark_serving.engine.recognition import (
+    FRAME_SECONDS,
+    QUERY_FRAMES,
+    DecodeRequest,
+    Recognized,
+    WordTiming,
+)
+from hark_serving.errors import ModelError
+from hark_serving.transcript.schema import ModelInfo
 
 log = logging.getLogger(__name__)
-
-# SenseVoice stacks 6 feature frames of 10 ms: one encoder frame is 60 ms.
-FRAME_SECONDS = 0.06
-# Four query positions (language, event, emotion, text norm) precede the audio.
-QUERY_FRAMES = 4
-SAMPLES_PER_FRAME = 960
-
-
-@dataclass(frozen=True)
-class DecodeRequest:
-    language: str = "auto"
-    use_itn: bool = True
-    words: bool = False
-
-
-@dataclass(frozen=True)
-class WordTiming:
-    text: str
-    start: float  # seconds from the start of the segment's audio
-    end: float
-
-
-@dataclass(frozen=True)
-class Recognized:
-    raw: str
-    words: tuple[WordTiming, ...] | None = None
-
-
-def encoder_frames(samples: int) -> int:
-    """Encoder frames for a segment of `samples` (what a batch pays for)."""
-    return samples // SAMPLES_PER_FRAME + 1 + QUERY_FRAMES
 
 
 def default_threads() -> int:
@@ -135,7 +110,7 @@ class SenseVoice:
         threads: int | None = None,
         precision: str = "auto",
     ) -> None:
-        from .loading import load
+        from hark_serving.engine.loading import load
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from hark_serving.itemspec import ItemRequest, ItemResult
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .schema import Segment, Transcript
+from hark_serving.transcript.schema import Segment, Transcript
 
 LINE_CHARS = 42
 CUE_SECONDS = 7.0

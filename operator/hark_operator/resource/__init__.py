@@ -1,0 +1,1 @@
+"""The TranscriptionJob resource: its spec and status models, and the CRD manifest."""
