@@ -10,15 +10,15 @@ import pytest
 
 from tests.env.environment import Environment
 from tests.env.kube import apply_yaml, unique_name
-from tests.unit.chart.helpers import CHART, Helm, crd_json_schemas, offline_copy
+from tests.unit.chart.helpers import CHART, Helm, crd_json_schemas
 
 HARK_CRDS = CHART / "crds"
 
 
 @pytest.fixture(scope="session")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The chart with its disabled KubeRay dependency stubbed (see helpers.offline_copy)."""
-    return offline_copy(tmp_path_factory.mktemp("chart"))
+def chart() -> Path:
+    """The checkout's chart, as a user installs it (it has no dependencies to fetch)."""
+    return CHART
 
 
 @pytest.fixture(scope="session")

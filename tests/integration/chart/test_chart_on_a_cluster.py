@@ -186,6 +186,32 @@ storage:
 """
 
 
+def test_helm_install_dry_run_needs_no_network(
+    test_env: Environment,
+    hark_crds: Path,
+    chart: Path,
+    module_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An air-gapped cluster: the API server answers, anything outside would not.
+
+    KubeRay's CRDs are there (a prerequisite), and so are the chart's own: helm
+    installs `crds/` on a real install but skips it in a dry run, so a dry run on a
+    cluster that never had Hark needs `kubectl apply -f charts/hark/crds/` first.
+    """
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, dead)  # Go never proxies loopback: the API server still answers
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    proc = test_env.helm("install", "hark", chart, "--namespace", module_namespace, "--dry-run")
+
+    assert "STATUS: pending-install" in proc.stdout
+    assert "kind: RayService" in proc.stdout
+    assert "kind: Pod" in proc.stdout  # the `helm test` hook
+
+
 @pytest.fixture(scope="module")
 def cluster_wide(
     test_env: Environment, hark_crds: Path, chart: Path, tmp_path_factory: pytest.TempPathFactory

@@ -1,4 +1,4 @@
-"""The pinned helm and an offline copy of the chart (see helpers.py for why a copy)."""
+"""The pinned helm and the chart."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from tests.env.build import tools_or_fail
 
-from .helpers import Helm, Rendered, offline_copy, render
+from .helpers import CHART, Helm, Rendered, render
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +18,8 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
 
 
 @pytest.fixture(scope="session")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return offline_copy(tmp_path_factory.mktemp("chart"))
+def chart() -> Path:
+    return CHART
 
 
 @pytest.fixture(scope="session")

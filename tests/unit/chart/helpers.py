@@ -3,19 +3,13 @@
 Shared by the chart's unit tests (rendering only) and integration tests (the
 same renderings sent to the real API server).
 
-The chart lists the KubeRay operator chart as an optional dependency
-(`condition: kuberay-operator.enabled`, off by default). helm refuses to lint or
-render a chart whose dependency archive is missing from `charts/`, even when the
-condition turns it off, and fetching the archive needs the internet. So the
-tests render a copy of the chart whose `charts/` holds an empty chart of that
-name and version: with the condition off, helm drops the subchart before
-rendering, exactly as it drops the real archive, so the output is the same.
+The chart has no dependencies, so the tests render the checkout's own
+`charts/hark`, as a user would, with no network.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,27 +31,6 @@ MONITORING_KINDS = ("PodMonitor", "ServiceMonitor")
 
 class HelmError(AssertionError):
     """helm failed; the message carries what it printed."""
-
-
-def offline_copy(dest: Path) -> Path:
-    """Copy the chart to `dest/hark` with an empty stand-in for each dependency archive."""
-    chart = dest / "hark"
-    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("charts", "*.tgz"))
-    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    for dep in meta.get("dependencies", []):
-        stub = chart / "charts" / dep["name"]
-        stub.mkdir(parents=True)
-        (stub / "Chart.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v2",
-                    "name": dep["name"],
-                    "version": dep["version"],
-                    "description": "Offline stand-in; its condition keeps it disabled.",
-                }
-            )
-        )
-    return chart
 
 
 @dataclass

@@ -195,3 +195,26 @@ def test_the_build_context_leaves_out_tests_virtualenvs_and_git() -> None:
         assert not ignored(path, DOCKERIGNORE), path
     assert ignored("serving/hark_serving/__pycache__/config.cpython-311.pyc", DOCKERIGNORE)
     assert ignored("serving/hark_serving/stray.pyc", DOCKERIGNORE)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_each_image_installs_with_the_pins_ci_tests_with(dockerfile: Path) -> None:
+    instructions = parse(dockerfile)
+    copied = [
+        src
+        for i in instructions
+        if i.op == "COPY" and "--from" not in i.args
+        for src in i.args.split()[:-1]  # the last word is the destination
+    ]
+    pip_installs = [i.args for i in final_stage(instructions) if "pip install" in i.args]
+
+    assert ".ci/constraints.txt" in copied
+    assert pip_installs and all(re.search(r"-c \S*constraints\.txt", run) for run in pip_installs)
+    for path in copied:  # everything COPY names is in the build context
+        assert not ignored(path, DOCKERIGNORE), path
+
+
+def test_the_build_context_carries_the_license_files() -> None:
+    for path in ("LICENSE", "NOTICE", ".ci/constraints.txt"):
+        assert (REPO / path).is_file(), path
+        assert not ignored(path, DOCKERIGNORE), path

@@ -57,15 +57,11 @@ def test_the_chart_is_api_v2_and_its_app_version_is_the_python_package_version()
     assert meta["appVersion"] == project["version"] == "0.1.0"
 
 
-def test_kuberay_is_an_optional_dependency_that_is_off_by_default() -> None:
+def test_it_has_no_dependencies_so_it_installs_without_the_network() -> None:
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
 
-    (dep,) = meta["dependencies"]
-    assert dep["name"] == "kuberay-operator"
-    assert dep["repository"] == "https://ray-project.github.io/kuberay-helm/"
-    assert dep["condition"] == "kuberay-operator.enabled"
-    assert values["kuberay-operator"] == {"enabled": False}
+    assert "dependencies" not in meta
+    assert not (CHART / "charts").exists()
 
 
 @pytest.mark.parametrize(
@@ -110,7 +106,7 @@ def test_each_template_makes_one_kind_of_resource(helm: Helm, chart: Path, tmp_p
                 kinds.setdefault(source[1], set()).add(doc["kind"])
 
     assert {t: k for t, k in kinds.items() if len(k) != 1} == {}
-    assert len(kinds) == len(list((CHART / "templates").glob("*.yaml")))
+    assert len(kinds) == len(list((CHART / "templates").rglob("*.yaml")))
 
 
 # -- RBAC ---------------------------------------------------------------------------
@@ -533,6 +529,7 @@ def test_optional_resources_are_off_by_default(defaults: Rendered) -> None:
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
+            "Pod",  # the `helm test` hook: created only by `helm test`
             "RayService",
             "Role",
             "RoleBinding",
@@ -640,3 +637,22 @@ def test_the_notes_say_how_to_submit_a_job_watch_it_and_call_the_endpoint(
     assert "kubectl get tj" in text
     assert "port-forward svc/hark-serve 8000:8000" in text
     assert "/v1/transcribe" in text
+
+
+def test_helm_test_asks_the_serve_apps_healthz_through_its_service(defaults: Rendered) -> None:
+    pod = defaults.one("Pod")
+    service = defaults.one("Service", "hark-serve")
+    (container,) = pod["spec"]["containers"]
+    port = service["spec"]["ports"][0]["port"]
+
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert container["image"] == defaults.operator_container()["image"]  # nothing else to pull
+    assert f'"http://hark-serve.hark.svc:{port}/healthz"' in container["args"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_helm_test_pod_can_be_left_out(helm: Helm, chart: Path, tmp_path: Path) -> None:
+    rendered = render(helm, chart, values={"helmTest": {"enabled": False}}, tmp=tmp_path)
+
+    assert "Pod" not in rendered.kinds()

@@ -21,8 +21,6 @@ VALUES = yaml.safe_load(VALUES_TEXT)
 OPEN_OBJECTS = {
     # Helm's own global values, shared with subcharts.
     "global",
-    # The kuberay-operator subchart's values: that chart validates them.
-    "kuberay-operator",
 }
 # Kubernetes types passed through verbatim (affinity terms, env sources, ...): the
 # schema checks their outer shape; the API server checks the rest in the dry run.
