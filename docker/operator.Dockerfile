@@ -16,8 +16,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # README.m[d]: the package's long description, copied when present.
-COPY pyproject.toml README.m[d] ./
-COPY serving/hark_serving/ serving/hark_serving/
+COPY pyproject.toml README.md LICENSE NOTICE ./
+COPY serving/ serving/
 COPY operator/hark_operator/ operator/hark_operator/
 # hark_operator/crds/ links here: the wheel carries the CRD the operator validates with.
 COPY charts/hark/crds/ charts/hark/crds/
@@ -38,8 +38,11 @@ RUN groupadd --system --gid 10001 hark \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/hark --create-home \
       --shell /usr/sbin/nologin hark
 COPY --from=build /wheels/ /wheels/
+# The same pins CI tests with (.ci/constraints.txt), so an image never gets a
+# dependency release that no test has seen.
+COPY .ci/constraints.txt /wheels/constraints.txt
 # Only the operator extra; fail the build if torch or ray sneak in.
-RUN pip install "$(ls /wheels/hark-*.whl)[operator]" \
+RUN pip install -c /wheels/constraints.txt "$(ls /wheels/hark-*.whl)[operator]" \
  && rm -rf /wheels \
  && python -c "import hark_operator, kopf" \
  && ! pip show torch ray >/dev/null 2>&1

@@ -16,8 +16,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.m[d] ./
-COPY serving/hark_serving/ serving/hark_serving/
+COPY pyproject.toml README.md LICENSE NOTICE ./
+COPY serving/ serving/
 COPY operator/hark_operator/ operator/hark_operator/
 COPY charts/hark/crds/ charts/hark/crds/
 RUN pip wheel --no-deps --wheel-dir /wheels .
@@ -46,8 +46,11 @@ RUN mkdir -p /var/cache/hark/models \
 USER 1000:100
 
 COPY --from=build /wheels/ /tmp/wheels/
-# Keep the image's Ray: pin it, so pip never swaps it for another release.
-RUN pip install --extra-index-url "${TORCH_INDEX_URL}" \
+# The same pins CI tests with (.ci/constraints.txt: torch and the torchaudio built
+# for it, funasr, Ray, ...). torch 2.11.0+cu128 from TORCH_INDEX_URL satisfies the
+# torch==2.11.0 pin. Keep the image's Ray too, so pip never swaps it for another release.
+COPY .ci/constraints.txt /tmp/wheels/constraints.txt
+RUN pip install --extra-index-url "${TORCH_INDEX_URL}" -c /tmp/wheels/constraints.txt \
       "$(ls /tmp/wheels/hark-*.whl)[serve]" "ray[serve]==${RAY_VERSION}" \
  && rm -rf /tmp/wheels \
  && python -c "import hark_serving.serve, torch, funasr, silero_vad"
