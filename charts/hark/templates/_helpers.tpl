@@ -400,7 +400,7 @@ floor above `initial_replicas`, which would block the operator's patch.
 The Ray Serve config (RayService serveConfigV2): the application `hark`, built
 by the same `build_app(args)` that `hark serve` runs, with per-deployment
 resources and autoscaling. The Transcriber's `autoscaling_config.min_replicas`
-is the floor the operator moves (DESIGN.md §8); it starts at the pool's floor.
+is the floor the operator moves (docs/contracts.md §8); it starts at the pool's floor.
 */}}
 {{- define "hark.serveConfig" -}}
 {{- $args := include "hark.serveArgs" . | fromJson }}
