@@ -79,6 +79,18 @@ def torchaudio_problem(
     )
 
 
+@dataclass(frozen=True)
+class Libraries:
+    """Installed versions (None: not installed) and import errors (None: imports)."""
+
+    torch: str | None
+    torch_error: BaseException | None = None
+    torchaudio: str | None = None
+    torchaudio_error: BaseException | None = None
+    funasr: str | None = None
+    funasr_error: BaseException | None = None
+
+
 def _installed(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -86,7 +98,9 @@ def _installed(dist: str) -> str | None:
         return None
 
 
-def _import_error(module: str) -> BaseException | None:
+def _import_error(module: str, installed: str | None) -> BaseException | None:
+    if installed is None:
+        return None
     try:
         importlib.import_module(module)
     except Exception as exc:  # a broken shared library raises OSError, not ImportError
@@ -94,42 +108,68 @@ def _import_error(module: str) -> BaseException | None:
     return None
 
 
+def probe() -> Libraries:
+    """Import torch, torchaudio and funasr here and note what happened."""
+    found = {name: _installed(name) for name in ("torch", "torchaudio", "funasr")}
+    torch_error = _import_error("torch", found["torch"])
+    if found["torch"] is None or torch_error is not None:
+        return Libraries(found["torch"], torch_error, found["torchaudio"], None, found["funasr"])
+    return Libraries(
+        found["torch"],
+        None,
+        found["torchaudio"],
+        _import_error("torchaudio", found["torchaudio"]),
+        found["funasr"],
+        _import_error("funasr", found["funasr"]),
+    )
+
+
+def torch_problem(libs: Libraries) -> LibraryProblem | None:
+    if libs.torch is None:
+        return LibraryProblem(
+            "torch",
+            "torch is not installed",
+            "pip install 'hark[engine]' (CPU-only torch, a small download: add "
+            f"--extra-index-url {PYTORCH_INDEX}/cpu)",
+        )
+    if libs.torch_error is not None:
+        return LibraryProblem(
+            "torch",
+            f"torch {libs.torch} does not import "
+            f"({type(libs.torch_error).__name__}: {libs.torch_error})",
+            f"reinstall torch: pip install --force-reinstall torch=={release(libs.torch)}",
+        )
+    return None
+
+
+def funasr_problem(libs: Libraries) -> LibraryProblem | None:
+    if libs.funasr is None:
+        return LibraryProblem("funasr", "funasr is not installed", "pip install 'hark[engine]'")
+    if libs.funasr_error is not None:
+        return LibraryProblem(
+            "funasr",
+            f"funasr {libs.funasr} does not import "
+            f"({type(libs.funasr_error).__name__}: {libs.funasr_error})",
+            "pip install 'hark[engine]'",
+        )
+    return None
+
+
+def problems(libs: Libraries) -> list[LibraryProblem]:
+    """What stops the model from loading, the root cause first (torch, then torchaudio)."""
+    broken_torch = torch_problem(libs)
+    if broken_torch is not None or libs.torch is None:
+        return [broken_torch] if broken_torch else []
+    audio = torchaudio_problem(libs.torch, libs.torchaudio, libs.torchaudio_error)
+    if audio is not None:
+        return [audio]  # funasr's own errors follow from it
+    funasr = funasr_problem(libs)
+    return [funasr] if funasr else []
+
+
 def library_problems() -> list[LibraryProblem]:
     """Import torch, torchaudio and funasr here, and say what does not work."""
-    torch_version = _installed("torch")
-    if torch_version is None:
-        return [
-            LibraryProblem(
-                "torch",
-                "torch is not installed",
-                "pip install 'hark[engine]' (CPU-only torch: add "
-                f"--extra-index-url {PYTORCH_INDEX}/cpu)",
-            )
-        ]
-    error = _import_error("torch")
-    if error is not None:
-        return [
-            LibraryProblem(
-                "torch",
-                f"torch {torch_version} does not import ({type(error).__name__}: {error})",
-                f"reinstall torch: pip install --force-reinstall torch=={release(torch_version)}",
-            )
-        ]
-    problems = []
-    audio = torchaudio_problem(torch_version, _installed("torchaudio"), _import_error("torchaudio"))
-    if audio is not None:
-        problems.append(audio)
-    if audio is None:
-        error = _import_error("funasr")
-        if error is not None:
-            problems.append(
-                LibraryProblem(
-                    "funasr",
-                    f"funasr {_installed('funasr')} does not import ({type(error).__name__}: {error})",
-                    "pip install 'hark[engine]'",
-                )
-            )
-    return problems
+    return problems(probe())
 
 
 def load_failure(model_dir: object, exc: BaseException) -> ModelError:

@@ -208,7 +208,7 @@ def transcribe_to_stream(
     options: TranscribeOptions,
     fmt: str,
     store: S3Store | None,
-    write: Callable[[str], None],
+    write: Callable[[str], object],
     *,
     on_outcome: Callable[[Outcome, Failure | None], None] | None = None,
     on_audio: Callable[[float], None] | None = None,
