@@ -27,11 +27,12 @@ class TorchCuda:
 
 
 def nvidia_present(
-    markers: Sequence[str] = NVIDIA_MARKERS,
+    markers: Sequence[str] | None = None,
     which: Callable[[str], str | None] = shutil.which,
 ) -> bool:
     """An NVIDIA driver is installed: its device files, or `nvidia-smi` on PATH."""
-    return any(Path(m).exists() for m in markers) or which("nvidia-smi") is not None
+    found = any(Path(m).exists() for m in (NVIDIA_MARKERS if markers is None else markers))
+    return found or which("nvidia-smi") is not None
 
 
 def cuda_unusable(gpu_present: bool, torch_cuda: TorchCuda) -> str | None:
