@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
+from hark_serving.errors import HarkError
 from hark_serving.options import Channels, Device, Language, Precision, Timestamps, Vad
 from hark_serving.transcript.schema import Transcript
 
@@ -94,15 +95,17 @@ class Transcriber:
         refs = gather_inputs(roots, store, include, exclude)
         jobs = [dataclasses.replace(job, tag=i) for i, job in enumerate(jobs_for(refs, store))]
         # The engine finishes files out of order (it batches across them); keep the caller's.
-        done: dict[int, Transcript] = {}
+        done: dict[int, Transcript | HarkError] = {}
         following = 0
         for outcome in self.engine.run(jobs, options):
-            if outcome.error is not None:
-                raise outcome.error
-            assert outcome.transcript is not None
-            done[outcome.job.tag] = outcome.transcript
+            result = outcome.transcript if outcome.error is None else outcome.error
+            assert result is not None
+            done[outcome.job.tag] = result
             while following in done:
-                yield done.pop(following)
+                ready = done.pop(following)
+                if isinstance(ready, HarkError):
+                    raise ready
+                yield ready
                 following += 1
 
     def transcribe_file(self, path: Input, **options: Any) -> Transcript:

@@ -158,7 +158,7 @@ def test_empty_stdin_is_a_failed_file_with_its_code(tiny_model_dir: Path) -> Non
 def test_stdout_needs_one_format_and_no_json_summary(
     args: list[str], message: str, audio_dir: Path, tiny_model_dir: Path
 ) -> None:
-    code, out, err = invoke(
+    code, _, err = invoke(
         "transcribe", str(audio_dir / "one_sentence_16k.wav"), *args, "--model", str(tiny_model_dir)
     )
     assert code == exits.USAGE and message in err
