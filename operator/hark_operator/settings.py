@@ -49,7 +49,7 @@ class OperatorSettings(StorageSettings):
         2.0, gt=0, description="How often a job's status is written while it changes."
     )
 
-    # Scaling (DESIGN.md §8)
+    # Scaling (the GPU floor policy, hark_operator.scaling.policy)
     scaler: Literal["kuberay", "serve-api", "inprocess", "none"] = Field(
         "none", description="Where the GPU replica floor is written."
     )

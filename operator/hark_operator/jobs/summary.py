@@ -1,6 +1,6 @@
 """A job's summary (`<output prefix>_hark/<namespace>.<job>/summary.json`), as a tally.
 
-Totals come from the `summary` block of each transcript (DESIGN.md §6):
+Totals come from the `summary` block of each transcript (the `hark.transcript/v1` JSON Schema):
 seconds per language and emotion, counts per sound event, files per flag.
 A job builds its tally once from the transcripts that exist when it starts
 (so a restarted operator rebuilds it from S3) and then adds each transcript

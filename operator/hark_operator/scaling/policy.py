@@ -1,4 +1,4 @@
-"""The GPU replica floor as a pure function of the backlog and the clock (DESIGN.md §8).
+"""The GPU replica floor as a pure function of the backlog and the clock.
 
     need  = clamp(ceil(backlog / items_per_replica), min, max)
     floor = need                      when need > floor   (up at once)

@@ -1,4 +1,4 @@
-"""The Ray Serve application `hark` (DESIGN.md §3, §7): the only package that imports Ray.
+"""The Ray Serve application `hark` (its HTTP API is listed in docs/cli.md): the only package that imports Ray.
 
     app.py          build_app(args): Ingress → Worker → Transcriber
     ingress.py      Ingress deployment (FastAPI, CPU); routes in api.py

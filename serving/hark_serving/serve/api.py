@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md §7 as a FastAPI app over a `Backend`; no Ray here.
+"""The HTTP API (docs/cli.md) as a FastAPI app over a `Backend`; no Ray here.
 
 The Ingress deployment is the production `Backend` (it forwards to Worker
 replicas); tests can pass any object with the same three methods.

@@ -1,4 +1,4 @@
-"""The `hark.transcript/v1` result (DESIGN.md §6) as typed models, and its JSON Schema.
+"""The `hark.transcript/v1` result as typed models, and its JSON Schema.
 
 The JSON Schema in `schemas/transcript.v1.json` (beside this module) is the published contract; the
 models below build results and `validate_result` checks every document against

@@ -1,4 +1,4 @@
-"""The scaling policy (DESIGN.md §8): up at once, down one step after the delay, bounds, zero."""
+"""The scaling policy: up at once, down one step after the delay, bounds, zero."""
 
 from __future__ import annotations
 
