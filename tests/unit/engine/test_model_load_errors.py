@@ -137,3 +137,20 @@ def test_the_root_cause_is_reported_first() -> None:
     assert problems(Libraries("2.11.0", None, "2.11.0", None, "1.4.16", None)) == []
     funasr = problems(Libraries("2.11.0", None, "2.11.0", None, "1.4.16", ImportError("x")))
     assert [p.library for p in funasr] == ["funasr"]
+
+
+def test_hark_run_exits_with_the_model_code_too(tiny_model_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.pt").unlink()
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(
+        "apiVersion: hark.dev/v1alpha1\nkind: TranscriptionJob\nmetadata: {name: j}\n"
+        "spec:\n  input: {uri: 's3://in-b/p/'}\n  output: {uri: 's3://out-b/q/'}\n"
+    )
+    # The model loads before any storage is touched, so no object store is needed here.
+    result = CliRunner().invoke(
+        app, ["run", "-f", str(manifest), "--model", str(broken), "--quiet"]
+    )
+    assert result.exit_code == exits.MODEL, result.output
+    assert "missing model.pt" in result.stderr
