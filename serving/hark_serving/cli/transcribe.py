@@ -209,7 +209,7 @@ def transcribe(
         return run_summary(
             destination=out, files=len(refs), transcribed=report.succeeded,
             skipped=len(planned.skipped), rerendered=len(planned.rerendered),
-            failures=report.failures, outputs=report.outputs, audio_seconds=report.audio_seconds,
+            failures=report.failures, outputs=planned.outputs + report.outputs, audio_seconds=report.audio_seconds,
             load_seconds=load_seconds, total_seconds=time.perf_counter() - started, exit_code=code,
         )  # fmt: skip
 

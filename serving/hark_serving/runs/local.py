@@ -40,6 +40,7 @@ class Planned:
     todo: list[InputRef] = field(default_factory=list)
     skipped: list[InputRef] = field(default_factory=list)
     rerendered: list[InputRef] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # written while re-rendering
 
 
 @dataclass
@@ -110,7 +111,7 @@ def plan(
             if f != "json" and out.read_bytes(output_name(ref.relative, f)) is None
         ]
         if missing:
-            write_outputs(out, ref, current, missing, validate=False)
+            planned.outputs += write_outputs(out, ref, current, missing, validate=False)
             planned.rerendered.append(ref)
         else:
             planned.skipped.append(ref)

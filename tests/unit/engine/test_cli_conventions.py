@@ -214,6 +214,15 @@ def test_json_summary_counts_every_file_exactly(
     }  # fmt: skip
     assert summary["outputs"] == []
 
+    # A format missing beside a current JSON is rendered from it, and listed.
+    code, stdout, _ = invoke(*args[:-3], "json,txt,srt", "--json", "-q", "--model", "/absent")
+    summary = json.loads(stdout)
+    assert code == exits.OK
+    assert summary["counts"] == {
+        "files": 2, "transcribed": 0, "skipped": 0, "rerendered": 2, "failed": 0,
+    }  # fmt: skip
+    assert sorted(summary["outputs"]) == [str(out / "a.wav.srt"), str(out / "sub/b.mp3.srt")]
+
 
 def test_json_summary_of_a_run_that_could_not_start(tmp_path: Path) -> None:
     code, stdout, _ = invoke(
