@@ -1,6 +1,6 @@
 """`hark operator`: run the TranscriptionJob operator (kopf) against the current cluster.
 
-Flags mirror `HARK_*` settings (see settings.py); everything else is read
+Flags mirror `HARK_*` settings (hark_operator.settings); everything else is read
 from the environment. Scope: `--namespace` (repeatable, or
 HARK_NAMESPACES=a,b) watches those namespaces, none watches the cluster.
 Replicas peer through kopf (a KopfPeering or ClusterKopfPeering named
@@ -19,11 +19,10 @@ from typing import Annotated, Any, cast
 import typer
 from rich.console import Console
 
+from hark_serving.cli import exits
 from hark_serving.errors import ConfigError
 
-EXIT_USAGE = 2
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def _identity() -> str:
@@ -32,20 +31,29 @@ def _identity() -> str:
     return f"{pod}/{os.getpid()}/{random.SystemRandom().randrange(16**4):04x}"
 
 
-@app.command()
+@app.command(epilog=exits.EPILOG)
 def operator(
     namespace: Annotated[
         list[str] | None,
         typer.Option(
-            "--namespace", "-n", help="Namespace to watch (repeatable). [env HARK_NAMESPACES]"
+            "--namespace",
+            "-n",
+            help="Namespace to watch (repeatable; the variable takes a,b).",
+            envvar="HARK_NAMESPACES",
         ),
     ] = None,
     standalone: Annotated[
         bool | None,
-        typer.Option("--standalone/--peering", help="Run without peering. [env HARK_STANDALONE]"),
+        typer.Option(
+            "--standalone/--peering",
+            help="Run without peering.",
+            envvar="HARK_STANDALONE",
+            show_default=False,
+        ),
     ] = None,
     priority: Annotated[
-        int | None, typer.Option(help="Peering priority; random when unset. [env HARK_PRIORITY]")
+        int | None,
+        typer.Option(help="Peering priority; random when unset.", envvar="HARK_PRIORITY"),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
@@ -55,12 +63,14 @@ def operator(
 
     console = Console(stderr=True)
     try:
+        # typer reads HARK_NAMESPACES as one item; the settings object splits `a,b`.
+        names = [n.strip() for item in namespace or [] for n in item.split(",") if n.strip()]
         settings = load_operator_settings(
-            namespaces=namespace or None, standalone=standalone, priority=priority
+            namespaces=names or None, standalone=standalone, priority=priority
         )
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(exits.USAGE) from None
     setup_logging("DEBUG" if verbose else None)
 
     import kopf

@@ -30,16 +30,15 @@ from rich.progress import (
 
 from hark_operator.errors import ManifestError, OperatorError
 from hark_operator.resource.models import JobRef, JobSpec, JobStatus
+from hark_serving.cli import exits
 from hark_serving.errors import HarkError
+from hark_serving.options import Device, Vad
 
 if TYPE_CHECKING:
     from hark_operator.jobs.lifecycle import JobRunner
     from hark_serving.config import Settings
 
-EXIT_FAILURES = 1
-EXIT_USAGE = 2
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 class MemoryStatus:
@@ -131,17 +130,19 @@ async def run_job(
     return status
 
 
-@app.command()
+@app.command(epilog=exits.EPILOG)
 def run(
     file: Annotated[
         Path, typer.Option("--file", "-f", help="TranscriptionJob manifest (YAML).", exists=True)
     ],
     model: Annotated[
         str | None,
-        typer.Option(help="Hub id, local model folder or s3:// prefix. [env HARK_MODEL]"),
+        typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda. [env HARK_DEVICE]")] = None,
-    vad: Annotated[str | None, typer.Option(help="silero, fsmn or none. [env HARK_VAD]")] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="auto: cuda when usable.", envvar="HARK_DEVICE")
+    ] = None,
+    vad: Annotated[Vad | None, typer.Option(help="Speech detector.", envvar="HARK_VAD")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run a TranscriptionJob manifest on this machine (no cluster needed)."""
@@ -156,17 +157,20 @@ def run(
         settings = load_settings(model=model, device=device, vad=vad)
     except (ManifestError, HarkError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(exits.USAGE) from None
     meta = manifest["metadata"]
     ref = JobRef(namespace=meta.get("namespace") or "default", name=meta["name"])
     try:
         status = asyncio.run(run_job(spec, ref, console, settings=settings, quiet=quiet))
     except KeyboardInterrupt:
         console.print("stopped; outputs written so far are kept")
-        raise typer.Exit(130) from None
-    except (OperatorError, HarkError) as exc:
+        raise typer.Exit(exits.INTERRUPTED) from None
+    except HarkError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(exits.for_error(exc)) from None
+    except OperatorError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exits.USAGE) from None
     c = status.counts
     console.print(
         f"{status.phase}: {c.succeeded}/{c.total} transcribed ({c.skipped} already current), "
@@ -180,7 +184,7 @@ def run(
         )
     sys.stderr.flush()
     if status.phase == "Failed" or c.failed:
-        raise typer.Exit(EXIT_FAILURES)
+        raise typer.Exit(exits.FAILURES)
 
 
 def main(args: Sequence[str]) -> None:

@@ -15,7 +15,7 @@ from pydantic_settings import SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from hark_serving.errors import ConfigError
-from hark_serving.options import Channels, Language, Timestamps
+from hark_serving.options import Channels, Device, Language, Precision, Timestamps, Vad
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.settings import StorageSettings
 
@@ -40,8 +40,8 @@ class Settings(StorageSettings):
         Path.home() / ".cache" / "hark" / "models",
         description="Where hub and s3:// models are cached, once per node.",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present.")
-    precision: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    device: Device = Field("auto", description="auto: cuda when present.")
+    precision: Precision = Field(
         "auto",
         description="Encoder dtype. auto: float16 on CUDA, float32 on CPU. bfloat16 is 2-3x "
         "faster on CPUs with AVX512-BF16 or AMX; transcripts may differ slightly from float32.",
@@ -51,7 +51,7 @@ class Settings(StorageSettings):
     )
 
     # Segmentation
-    vad: Literal["silero", "fsmn", "none"] = Field("silero", description="Speech detector.")
+    vad: Vad = Field("silero", description="Speech detector.")
     vad_model: str = Field(
         "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch",
         description="Model for vad=fsmn: hub id, local directory or s3:// prefix.",

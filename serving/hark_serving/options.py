@@ -10,6 +10,10 @@ Language = Literal["auto", "zh", "en", "yue", "ja", "ko"]
 Timestamps = Literal["segment", "word"]
 Channels = Literal["mix", "split"]
 OutputFormat = Literal["json", "srt", "vtt", "txt"]
+# Engine choices, shared by the settings object and the CLI flags that override it.
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "float32", "float16", "bfloat16"]
+Vad = Literal["silero", "fsmn", "none"]
 
 LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")
 OUTPUT_FORMATS: tuple[str, ...] = ("json", "srt", "vtt", "txt")

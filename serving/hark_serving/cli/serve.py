@@ -14,50 +14,59 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from hark_serving.cli import exits
 from hark_serving.errors import HarkError
-
-EXIT_USAGE = 2
+from hark_serving.options import Device, Precision, Vad
 
 
 def serve(
     model: Annotated[
         str | None,
-        typer.Option(help="Hub id, local model folder or s3:// prefix. (HARK_MODEL)"),
+        typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on. (HARK_HOST, default 127.0.0.1)")
+        str | None,
+        typer.Option(help="Address to listen on. (default 127.0.0.1)", envvar="HARK_HOST"),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on. (HARK_PORT, default 8000)")
+        int | None, typer.Option(help="Port to listen on. (default 8000)", envvar="HARK_PORT")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda. (HARK_DEVICE)")] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="auto, cpu or cuda.", envvar="HARK_DEVICE")
+    ] = None,
     precision: Annotated[
-        str | None,
+        Precision | None,
         typer.Option(
             help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16: 2-3x "
-            "faster on CPUs with AVX512-BF16/AMX, transcripts may differ slightly. (HARK_PRECISION)"
+            "faster on CPUs with AVX512-BF16/AMX, transcripts may differ slightly.",
+            envvar="HARK_PRECISION",
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads for the model. (HARK_THREADS)")
+        int | None, typer.Option(help="CPU threads for the model.", envvar="HARK_THREADS")
     ] = None,
-    vad: Annotated[str | None, typer.Option(help="silero, fsmn or none. (HARK_VAD)")] = None,
+    vad: Annotated[
+        Vad | None, typer.Option(help="silero, fsmn or none.", envvar="HARK_VAD")
+    ] = None,
     max_batch_segments: Annotated[
         int | None,
-        typer.Option(help="Segments per model batch. (HARK_MAX_BATCH_SEGMENTS)"),
+        typer.Option(help="Segments per model batch.", envvar="HARK_MAX_BATCH_SEGMENTS"),
     ] = None,
     batch_frames: Annotated[
-        int | None, typer.Option(help="Frame budget of one model batch. (HARK_BATCH_FRAMES)")
+        int | None,
+        typer.Option(help="Frame budget of one model batch.", envvar="HARK_BATCH_FRAMES"),
     ] = None,
     batch_wait_seconds: Annotated[
         float | None,
-        typer.Option(help="Wait for more segments before a batch. (HARK_BATCH_WAIT_SECONDS)"),
+        typer.Option(
+            help="Wait for more segments before a batch.", envvar="HARK_BATCH_WAIT_SECONDS"
+        ),
     ] = None,
     batch_max_padding: Annotated[
         float | None,
         typer.Option(
-            help="Largest share of a batch that may be padding; default 0.1 on CPU, 0.5 on "
-            "CUDA. (HARK_BATCH_MAX_PADDING)"
+            help="Largest share of a batch that may be padding; default 0.1 on CPU, 0.5 on CUDA.",
+            envvar="HARK_BATCH_MAX_PADDING",
         ),
     ] = None,
     workers: Annotated[
@@ -69,17 +78,20 @@ def serve(
         typer.Option(help="Transcriber replicas (min = max). (HARK_TRANSCRIBER_MIN/MAX_REPLICAS)"),
     ] = None,
     max_upload_bytes: Annotated[
-        int | None, typer.Option(help="Largest accepted upload. (HARK_MAX_UPLOAD_BYTES)")
+        int | None, typer.Option(help="Largest accepted upload.", envvar="HARK_MAX_UPLOAD_BYTES")
     ] = None,
     max_audio_seconds: Annotated[
-        float | None, typer.Option(help="Longest accepted audio. (HARK_MAX_AUDIO_SECONDS)")
+        float | None, typer.Option(help="Longest accepted audio.", envvar="HARK_MAX_AUDIO_SECONDS")
     ] = None,
     ray_address: Annotated[
         str | None,
-        typer.Option(help="Join this Ray cluster (e.g. auto) instead of starting a local one."),
+        typer.Option(
+            help="Join this Ray cluster (e.g. auto) instead of starting a local one.",
+            envvar="HARK_RAY_ADDRESS",
+        ),
     ] = None,
     ray_num_cpus: Annotated[
-        int | None, typer.Option(help="CPUs of the local Ray instance. (HARK_RAY_NUM_CPUS)")
+        int | None, typer.Option(help="CPUs of the local Ray instance.", envvar="HARK_RAY_NUM_CPUS")
     ] = None,
 ) -> None:
     """Serve the HTTP API (docs/contracts.md §7) with Ray Serve until interrupted."""
@@ -113,7 +125,7 @@ def serve(
         settings = load_serve_settings(args)
     except HarkError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(exits.USAGE) from None
 
     from hark_serving.serve.local import (
         run_until,  # imports Ray: only once the flags are known good
@@ -133,7 +145,7 @@ def serve(
         run_until(stop, settings, args, on_ready=ready)
     except HarkError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(exits.for_error(exc)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,67 +1,118 @@
-"""`hark transcribe PATH... --out DEST`: the embedded default, in-process on one machine."""
+"""`hark transcribe PATH... --out DEST`: the embedded default, in-process on one machine.
+
+Every flag that overrides a setting names its `HARK_*` variable (typer reads it
+too, so `--help` lists it); the values then go through the one settings object.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated
+import time
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from hark_serving.errors import HarkError
+from hark_serving.cli import exits
+from hark_serving.errors import HarkError, InvalidOption
+from hark_serving.options import Channels, Device, Language, Precision, Timestamps, Vad
 
-EXIT_FAILURES = 1
-EXIT_USAGE = 2
+STDOUT = "-"
+
+
+def _fail(console: Console, exc: HarkError, as_json: bool) -> NoReturn:
+    from hark_serving.cli.summary import error_summary
+
+    code = exits.for_error(exc)
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(error_summary(exc, code)))
+    raise typer.Exit(code)
+
+
+def stdout_format(formats: str) -> str:
+    """`--out -` prints one transcript in one format: the one `--formats` names."""
+    from hark_serving.options import parse_formats
+
+    parse_formats(formats)  # names a bad format first
+    named = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    if len(named) != 1:
+        raise InvalidOption(
+            f"--out - prints one format, but --formats names {', '.join(named) or 'none'}; "
+            "give one, e.g. --formats txt"
+        )
+    return named[0]
 
 
 def transcribe(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="Audio files, folders (walked) or s3://bucket/prefix/ URIs.", show_default=False
+            help="Audio files, folders (walked), s3://bucket/prefix/ URIs, or - for standard input.",
+            show_default=False,
         ),
     ],
     out: Annotated[
-        str, typer.Option("--out", "-o", help="Destination folder or s3://bucket/prefix/.")
+        str,
+        typer.Option(
+            "--out", "-o", help="Destination folder, s3://bucket/prefix/, or - for standard output."
+        ),
     ],
     model: Annotated[
         str | None,
-        typer.Option(help="Hub id, local model folder or s3:// prefix. [env HARK_MODEL]"),
+        typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
     ] = None,
     language: Annotated[
-        str | None, typer.Option(help="auto, zh, en, yue, ja or ko. [env HARK_LANGUAGE]")
+        Language | None, typer.Option(help="Spoken language, or auto.", envvar="HARK_LANGUAGE")
     ] = None,
     itn: Annotated[
         bool | None,
-        typer.Option("--itn/--no-itn", help="Inverse text normalisation (digits, punctuation)."),
+        typer.Option(
+            "--itn/--no-itn",
+            help="Inverse text normalisation (digits, punctuation).",
+            envvar="HARK_USE_ITN",
+            show_default=False,
+        ),
     ] = None,
-    vad: Annotated[str | None, typer.Option(help="silero, fsmn or none. [env HARK_VAD]")] = None,
+    vad: Annotated[Vad | None, typer.Option(help="Speech detector.", envvar="HARK_VAD")] = None,
     channels: Annotated[
-        str | None, typer.Option(help="mix, or split: one transcript per channel (stereo calls).")
+        Channels | None,
+        typer.Option(help="mix, or split: one transcript per channel.", envvar="HARK_CHANNELS"),
     ] = None,
     formats: Annotated[
-        str, typer.Option(help="Comma-separated subset of json,srt,vtt,txt (json always written).")
+        str,
+        typer.Option(
+            help="Comma-separated subset of json,srt,vtt,txt (json is always written to a "
+            "folder; with --out - name exactly one)."
+        ),
     ] = "json",
     timestamps: Annotated[
-        str | None, typer.Option(help="segment, or word for per-word times.")
+        Timestamps | None,
+        typer.Option(help="segment, or word for per-word times too.", envvar="HARK_TIMESTAMPS"),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda. [env HARK_DEVICE]")] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="auto: cuda when usable.", envvar="HARK_DEVICE")
+    ] = None,
     precision: Annotated[
-        str | None,
+        Precision | None,
         typer.Option(
-            help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16: 2-3x "
-            "faster on CPUs with AVX512-BF16/AMX, transcripts may differ slightly. "
-            "[env HARK_PRECISION]"
+            help="auto: float16 on CUDA, float32 on CPU. bfloat16 is 2-3x faster on CPUs with "
+            "AVX512-BF16/AMX; transcripts may differ slightly.",
+            envvar="HARK_PRECISION",
         ),
     ] = None,
     max_segment_seconds: Annotated[
         float | None,
-        typer.Option(help="Split speech longer than this. [env HARK_MAX_SEGMENT_SECONDS]"),
+        typer.Option(help="Split speech longer than this.", envvar="HARK_MAX_SEGMENT_SECONDS"),
     ] = None,
     batch_frames: Annotated[
-        int | None, typer.Option(help="Frame budget of one model batch. [env HARK_BATCH_FRAMES]")
+        int | None,
+        typer.Option(help="Frame budget of one model batch.", envvar="HARK_BATCH_FRAMES"),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for inference.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for inference.", envvar="HARK_THREADS")
+    ] = None,
     include: Annotated[
         list[str] | None,
         typer.Option(
@@ -75,19 +126,38 @@ def transcribe(
         bool, typer.Option(help="Transcribe again even when a current output exists.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print a machine-readable run summary on standard output at the end."
+        ),
+    ] = False,
 ) -> None:
     """Transcribe audio into hark.transcript/v1 JSON (and SRT, VTT, TXT) in-process."""
     from hark_serving.cli.progress import RunProgress
+    from hark_serving.cli.summary import run_summary
     from hark_serving.config import load_settings
     from hark_serving.engine.embedded import Outcome
     from hark_serving.logs import setup_logging
     from hark_serving.options import TranscribeOptions, parse_formats
-    from hark_serving.runs.local import Failure, gather_inputs, plan, transcribe_refs
+    from hark_serving.runs.local import (
+        Failure,
+        Planned,
+        RunReport,
+        gather_inputs,
+        plan,
+        transcribe_refs,
+        transcribe_to_stream,
+    )
     from hark_serving.storage.locations import output_location
 
+    started = time.perf_counter()
     console = Console(stderr=True)
     setup_logging(json_logs=False)
+    to_stdout = out == STDOUT
     try:
+        if to_stdout and as_json:
+            raise InvalidOption("--json and --out - both print to standard output; choose one")
         settings = load_settings(
             model=model,
             language=language,
@@ -109,47 +179,75 @@ def transcribe(
             channels=settings.channels,
         )
         store = settings.s3_store()
-        destination = output_location(out, store)
         refs = gather_inputs(paths, store, include or [], exclude or [])
-        planned = plan(refs, destination, wanted, overwrite)
+        if to_stdout:
+            fmt = stdout_format(formats)
+            if len(refs) > 1:
+                raise InvalidOption(
+                    f"--out - prints one transcript, but the inputs hold {len(refs)} files; "
+                    "give one file, or a destination folder"
+                )
+            planned = Planned(todo=list(refs))
+        else:
+            destination = output_location(out, store)
+            planned = plan(refs, destination, wanted, overwrite)
     except HarkError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        _fail(console, exc, as_json)
 
     if not refs:
-        console.print(f"[yellow]no audio files found under {', '.join(paths)}[/yellow]")
-        raise typer.Exit(EXIT_USAGE)
-    console.print(
-        f"{len(refs)} file(s): {len(planned.todo)} to transcribe, "
-        f"{len(planned.skipped)} already current"
-        + (f", {len(planned.rerendered)} re-rendered" if planned.rerendered else ""),
-        highlight=False,
-        soft_wrap=True,
-    )
+        _fail(console, InvalidOption(f"no audio files found under {', '.join(paths)}"), as_json)
+    if not to_stdout:
+        console.print(
+            f"{len(refs)} file(s): {len(planned.todo)} to transcribe, "
+            f"{len(planned.skipped)} already current"
+            + (f", {len(planned.rerendered)} re-rendered" if planned.rerendered else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def summary(report: Any, load_seconds: float, code: int) -> dict[str, Any]:
+        return run_summary(
+            destination=out, files=len(refs), transcribed=report.succeeded,
+            skipped=len(planned.skipped), rerendered=len(planned.rerendered),
+            failures=report.failures, outputs=planned.outputs + report.outputs, audio_seconds=report.audio_seconds,
+            load_seconds=load_seconds, total_seconds=time.perf_counter() - started, exit_code=code,
+        )  # fmt: skip
+
     if not planned.todo:
+        if as_json:
+            typer.echo(json.dumps(summary(RunReport(), 0.0, exits.OK)))
         return
 
     from hark_serving.engine.factory import build_engine
 
+    loading = time.perf_counter()
     try:
         with console.status(f"loading {settings.model} ..."):
             engine = build_engine(settings)
     except HarkError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        _fail(console, exc, as_json)
+    load_seconds = time.perf_counter() - loading
 
-    with RunProgress(console, len(planned.todo), enabled=not quiet) as bar:
+    with RunProgress(console, len(planned.todo), enabled=not (quiet or to_stdout)) as bar:
 
         def on_outcome(outcome: Outcome, failure: Failure | None) -> None:
             bar.file_done()
             if failure is not None:
                 bar.note(f"[red]✗[/red] {failure.uri}: {failure.code}: {failure.message}")
 
-        report = transcribe_refs(
-            engine, planned.todo, destination, options, wanted, store,
-            on_outcome=on_outcome, on_audio=bar.audio,
-        )  # fmt: skip
+        if to_stdout:
+            report = transcribe_to_stream(
+                engine, planned.todo, options, fmt, store, sys.stdout.write,
+                on_outcome=on_outcome, on_audio=bar.audio,
+            )  # fmt: skip
+            sys.stdout.flush()
+        else:
+            report = transcribe_refs(
+                engine, planned.todo, destination, options, wanted, store,
+                on_outcome=on_outcome, on_audio=bar.audio,
+            )  # fmt: skip
 
+    code = exits.FAILURES if report.failures else exits.OK
     console.print(
         f"done: {report.succeeded} transcribed ({report.audio_seconds:.1f} s of audio), "
         f"{len(planned.skipped)} skipped, {len(report.failures)} failed → {out}",
@@ -160,5 +258,8 @@ def transcribe(
         console.print("[red]failed files:[/red]")
         for f in report.failures:
             console.print(f"  {f.uri}: {f.code}: {f.message}", highlight=False, soft_wrap=True)
-        sys.stderr.flush()
-        raise typer.Exit(EXIT_FAILURES)
+    if as_json:
+        typer.echo(json.dumps(summary(report, load_seconds, code)))
+    sys.stderr.flush()
+    if code:
+        raise typer.Exit(code)

@@ -15,7 +15,6 @@ node into the cache and reused:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from hark_serving.errors import ModelError
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import as_prefix, is_s3, parse_s3_uri
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("config.yaml", "model.pt")
 MANIFEST = ".hark-manifest.json"
+LAYOUT_HINT = (
+    "a SenseVoiceSmall directory holds config.yaml, model.pt, am.mvn, "
+    "chn_jpn_yue_eng_ko_spectok.bpe.model and configuration.json, as published as "
+    "iic/SenseVoiceSmall; copy the whole directory (for example `modelscope download "
+    "iic/SenseVoiceSmall --local_dir DIR`) and point HARK_MODEL / --model at it"
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ def check_layout(path: Path, source: str) -> None:
     if missing:
         raise ModelError(
             f"{source}: not a SenseVoiceSmall model directory, missing {', '.join(missing)} "
-            f"in {path}"
+            f"in {path}; {LAYOUT_HINT}"
         )
 
 
@@ -68,14 +75,10 @@ def _leaf_values(obj: object) -> Iterator[object]:
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing), across processes."""
+    """Hold an exclusive lock on `path` (created if missing), across processes, on any OS."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
 
 
 def _cache_dir_for(cache: Path, kind: str, name: str) -> Path:
@@ -122,19 +125,31 @@ def from_s3(uri: str, cache: Path, store: S3Store) -> ResolvedModel:
     return ResolvedModel(target, uri)
 
 
+HUB_NAMES = {"ms": "ModelScope", "hf": "Hugging Face"}
+
+
+def hub_cached(model_id: str, cache: Path, hub: str = "ms") -> Path | None:
+    """The node-cache copy of a hub model, or None; never asks the hub."""
+    try:
+        return _snapshot(model_id, cache / "hub" / hub, hub, local_only=True)
+    except Exception:  # hubs raise many kinds of "not cached"
+        return None
+
+
 def from_hub(model_id: str, cache: Path, hub: str = "ms") -> ResolvedModel:
     hub_cache = cache / "hub" / hub
     # A copy already on this node wins: replicas must start when the hub is slow or down.
-    try:
-        path = _snapshot(model_id, hub_cache, hub, local_only=True)
-    except Exception:  # hubs raise many kinds of "not cached"
+    path = hub_cached(model_id, cache, hub)
+    if path is None:
         log.info("model %s: not cached in %s; downloading", model_id, hub_cache)
         try:
             path = _snapshot(model_id, hub_cache, hub, local_only=False)
         except Exception as exc:
             raise ModelError(
-                f"{model_id}: not cached in {hub_cache} and the download failed ({exc}); "
-                "set HARK_MODEL to a local directory or an s3:// copy"
+                f"{model_id}: not cached in {hub_cache} and the download from the "
+                f"{HUB_NAMES.get(hub, hub)} hub failed ({type(exc).__name__}: {exc}); on a "
+                "machine without internet, download the model elsewhere, copy the directory "
+                "here and set HARK_MODEL to it (or to an s3:// copy), or fill HARK_MODEL_CACHE"
             ) from exc
     check_layout(path, model_id)
     return ResolvedModel(path, model_id)

@@ -88,12 +88,23 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def warn_if_gpu_unused() -> None:
+    """One log line when an NVIDIA GPU is here but torch cannot use it."""
+    from hark_serving.engine.devices import cuda_unusable, nvidia_present, torch_cuda
+
+    warning = cuda_unusable(nvidia_present(), torch_cuda())
+    if warning:
+        log.warning("%s", warning)
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
+        warn_if_gpu_unused()  # `cpu` asked for on purpose needs no warning
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(
-            "HARK_DEVICE asks for cuda but no CUDA device is visible; use --device cpu or auto"
+            "HARK_DEVICE asks for cuda but torch sees no CUDA device; use --device cpu or auto, "
+            "or run `hark doctor` to see why"
         )
     return device
 
@@ -120,7 +131,9 @@ class SenseVoice:
         try:
             loaded = load(model_dir, self.device, self.threads)
         except Exception as exc:  # funasr raises bare asserts and RuntimeErrors
-            raise ModelError(f"cannot load the model from {model_dir}: {exc}") from exc
+            from hark_serving.engine.libraries import load_failure
+
+            raise load_failure(model_dir, exc) from exc
         self.load_seconds = time.perf_counter() - started
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer

@@ -18,7 +18,13 @@ from pathlib import Path
 from hark_serving.engine.embedded import AudioJob, Engine, Outcome
 from hark_serving.errors import HarkError, InvalidOption, StorageError
 from hark_serving.options import TranscribeOptions
-from hark_serving.storage.locations import InputRef, OutputLocation, fetched, list_inputs
+from hark_serving.storage.locations import (
+    STDIN,
+    InputRef,
+    OutputLocation,
+    fetched,
+    list_inputs,
+)
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import error_name, output_name
 from hark_serving.transcript.schema import Transcript, utc_now, validate_result
@@ -34,6 +40,7 @@ class Planned:
     todo: list[InputRef] = field(default_factory=list)
     skipped: list[InputRef] = field(default_factory=list)
     rerendered: list[InputRef] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # written while re-rendering
 
 
 @dataclass
@@ -50,6 +57,7 @@ class RunReport:
     rerendered: int = 0
     failures: list[Failure] = field(default_factory=list)
     audio_seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)  # URIs written, every format
 
 
 def read_current(out: OutputLocation, ref: InputRef) -> Transcript | None:
@@ -93,7 +101,7 @@ def plan(
 ) -> Planned:
     planned = Planned()
     for ref in refs:
-        current = None if overwrite else read_current(out, ref)
+        current = None if overwrite or ref.uri == STDIN else read_current(out, ref)
         if current is None:
             planned.todo.append(ref)
             continue
@@ -103,7 +111,7 @@ def plan(
             if f != "json" and out.read_bytes(output_name(ref.relative, f)) is None
         ]
         if missing:
-            write_outputs(out, ref, current, missing, validate=False)
+            planned.outputs += write_outputs(out, ref, current, missing, validate=False)
             planned.rerendered.append(ref)
         else:
             planned.skipped.append(ref)
@@ -117,19 +125,22 @@ def write_outputs(
     formats: Sequence[str],
     *,
     validate: bool = True,
-) -> None:
-    """Write each format whole, JSON last so a current JSON implies the rest exist."""
+) -> list[str]:
+    """Write each format whole, JSON last so a current JSON implies the rest exist.
+
+    Returns the URIs written."""
     metadata = {SOURCE_ETAG_METADATA: ref.etag}
     if validate:
         validate_result(transcript.to_json_dict())
+    written = []
     for fmt in [f for f in formats if f != "json"] + (["json"] if "json" in formats else []):
+        name = output_name(ref.relative, fmt)
         out.write(
-            output_name(ref.relative, fmt),
-            render(transcript, fmt).encode(),
-            CONTENT_TYPES[fmt] + "; charset=utf-8",
-            metadata,
+            name, render(transcript, fmt).encode(), CONTENT_TYPES[fmt] + "; charset=utf-8", metadata
         )
+        written.append(out.uri_for(name))
     out.delete(error_name(ref.relative))
+    return written
 
 
 def write_error(out: OutputLocation, ref: InputRef, error: HarkError, attempts: int = 1) -> None:
@@ -153,8 +164,8 @@ def jobs_for(refs: Sequence[InputRef], store: S3Store | None) -> Iterator[AudioJ
         yield AudioJob(
             uri=ref.uri,
             open=lambda ref=ref: fetched(ref, store),  # type: ignore[misc]
-            etag=ref.etag,
-            size=ref.size,
+            etag=ref.etag or None,  # stdin: known once read
+            size=None if ref.uri == STDIN else ref.size,
             tag=ref,
         )
 
@@ -176,7 +187,7 @@ def transcribe_refs(
         failure = None
         try:
             if outcome.transcript is not None:
-                write_outputs(out, ref, outcome.transcript, formats)
+                report.outputs += write_outputs(out, ref, outcome.transcript, formats)
                 report.succeeded += 1
                 report.audio_seconds += outcome.transcript.source.duration
             else:
@@ -186,6 +197,34 @@ def transcribe_refs(
         except StorageError as exc:
             failure = Failure(ref.uri, exc.code, f"writing the outputs failed: {exc.message}")
         if failure is not None:
+            report.failures.append(failure)
+        if on_outcome is not None:
+            on_outcome(outcome, failure)
+    return report
+
+
+def transcribe_to_stream(
+    engine: Engine,
+    refs: Sequence[InputRef],
+    options: TranscribeOptions,
+    fmt: str,
+    store: S3Store | None,
+    write: Callable[[str], object],
+    *,
+    on_outcome: Callable[[Outcome, Failure | None], None] | None = None,
+    on_audio: Callable[[float], None] | None = None,
+) -> RunReport:
+    """Transcribe `refs` and hand each transcript, rendered as `fmt`, to `write` (stdout)."""
+    report = RunReport()
+    for outcome in engine.run(jobs_for(refs, store), options, on_audio=on_audio):
+        failure = None
+        if outcome.transcript is not None:
+            write(render(outcome.transcript, fmt))
+            report.succeeded += 1
+            report.audio_seconds += outcome.transcript.source.duration
+        else:
+            assert outcome.error is not None
+            failure = Failure(outcome.job.uri, outcome.error.code, outcome.error.message)
             report.failures.append(failure)
         if on_outcome is not None:
             on_outcome(outcome, failure)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,10 @@ from hark_serving.storage.uris import (
     relative_key,
     safe_relative,
 )
+
+# `-` as an input is the audio on standard input, named `stdin` under the destination.
+STDIN = "-"
+STDIN_NAME = "stdin"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,10 @@ def _s3_inputs(
 def list_inputs(
     root: str, store: S3Store | None, include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> Iterator[InputRef]:
+    if root == STDIN:
+        # Size and fingerprint are unknown until it is read; it is never "already current".
+        yield InputRef(STDIN, STDIN_NAME, 0, "")
+        return
     if is_s3(root):
         if store is None:
             raise InvalidUri("S3 input given but no S3 store configured", subject=root)
@@ -90,7 +100,17 @@ def list_inputs(
 
 @contextlib.contextmanager
 def fetched(ref: InputRef, store: S3Store | None, tmp_dir: Path | None = None) -> Iterator[Path]:
-    """A local path holding the input, removed afterwards if it was downloaded."""
+    """A local path holding the input, removed afterwards if it was downloaded (or piped)."""
+    if ref.uri == STDIN:
+        fd, name = tempfile.mkstemp(prefix="hark-stdin-", dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f)
+            yield Path(name)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        return
     if not is_s3(ref.uri):
         yield Path(ref.uri)
         return

@@ -114,10 +114,11 @@ def test_a_broken_file_is_named_recorded_and_the_run_continues(
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--language", "fr"], "--language / HARK_LANGUAGE"),
+        (["--language", "fr"], "'--language' (env var: 'HARK_LANGUAGE'): Value error, 'fr'"),
         (["--formats", "json,docx"], "unknown output format docx"),
-        (["--vad", "webrtc"], "--vad / HARK_VAD"),
-        (["--precision", "int8"], "--precision / HARK_PRECISION"),
+        (["--vad", "webrtc"], "'--vad' (env var: 'HARK_VAD')"),
+        (["--precision", "int8"], "'--precision' (env var: 'HARK_PRECISION')"),
+        (["--max-segment-seconds", "0.5"], "--max-segment-seconds / HARK_MAX_SEGMENT_SECONDS"),
         (["--device", "cpu", "--precision", "float16"], "float16 runs on CUDA only"),
     ],
 )

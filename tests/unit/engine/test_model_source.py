@@ -29,3 +29,23 @@ def test_a_hub_id_uses_the_copy_already_in_the_node_cache(
     shutil.copytree(tiny_model_dir, snapshot)
     resolved = resolve_model("iic/SenseVoiceSmall", tmp_path)
     assert resolved.path == snapshot and resolved.source == "iic/SenseVoiceSmall"
+
+
+def test_the_cache_lock_excludes_another_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from hark_serving.engine.model_source import locked
+
+    lock = tmp_path / "cache" / "m.lock"
+    waiter = [
+        sys.executable, "-c",
+        "import sys; from pathlib import Path; from hark_serving.engine.model_source import locked\n"
+        f"with locked(Path({str(lock)!r})): print('got it', flush=True)",
+    ]  # fmt: skip
+    with locked(lock):
+        proc = subprocess.Popen(waiter, stdout=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.communicate(timeout=3)  # still waiting: we hold the lock
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == "got it\n"
