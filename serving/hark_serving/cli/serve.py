@@ -94,7 +94,7 @@ def serve(
         int | None, typer.Option(help="CPUs of the local Ray instance.", envvar="HARK_RAY_NUM_CPUS")
     ] = None,
 ) -> None:
-    """Serve the HTTP API (docs/contracts.md §7) with Ray Serve until interrupted."""
+    """Serve the HTTP API (routes in docs/cli.md) with Ray Serve until interrupted."""
     from hark_serving.logs import setup_logging
     from hark_serving.serve.settings import load_serve_settings
 
