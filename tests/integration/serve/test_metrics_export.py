@@ -74,12 +74,19 @@ def scrape(port: int) -> list[Sample]:
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
 
-def wait_for(port: int, wanted: set[tuple[str, str]], timeout: float = 120) -> list[Sample]:
-    """Scrape until a series of each (name, deployment) is there: Ray exports every few s."""
+def wait_for(port: int, wanted: set[tuple[str, str, str]], timeout: float = 120) -> list[Sample]:
+    """Scrape until each (name, deployment, route) has a series with a value above 0.
+
+    Replicas export what they recorded every few seconds, not at once.
+    """
     deadline = time.monotonic() + timeout
     while True:
         samples = scrape(port)
-        found = {(s.name, s.labels.get("deployment", "")) for s in samples}
+        found = {
+            (s.name, s.labels.get("deployment", ""), s.labels.get("route", ""))
+            for s in samples
+            if s.value > 0
+        }
         if wanted <= found or time.monotonic() > deadline:
             return samples
         time.sleep(2)
@@ -102,14 +109,15 @@ def test_the_pod_monitor_port_is_where_hark_serve_exports_hark_metrics(
     (pod_monitor_port,) = scraped  # head and workers alike
 
     wanted = {
-        ("ray_hark_http_requests_total", "Ingress"),
-        ("ray_hark_files_total", "Worker"),
-        ("ray_hark_audio_seconds_processed_total", "Worker"),
-        ("ray_hark_decode_seconds_count", "Worker"),
-        ("ray_hark_model_batches_total", "Transcriber"),
-        ("ray_hark_model_batch_segments_count", "Transcriber"),
-        ("ray_hark_model_ready", "Transcriber"),
-        ("ray_serve_deployment_replica_healthy", "Transcriber"),
+        ("ray_hark_http_requests_total", "Ingress", "/v1/transcribe"),
+        ("ray_hark_http_request_duration_seconds_count", "Ingress", "/v1/transcribe"),
+        ("ray_hark_files_total", "Worker", ""),
+        ("ray_hark_audio_seconds_processed_total", "Worker", ""),
+        ("ray_hark_decode_seconds_count", "Worker", ""),
+        ("ray_hark_model_batches_total", "Transcriber", ""),
+        ("ray_hark_model_batch_segments_count", "Transcriber", ""),
+        ("ray_hark_model_ready", "Transcriber", ""),
+        ("ray_serve_deployment_replica_healthy", "Transcriber", ""),
     }
     log = tmp_path / "hark-serve.log"
     with hark_serve(tiny_model_dir, _free_port(), metrics_port, log) as url:
@@ -121,7 +129,11 @@ def test_the_pod_monitor_port_is_where_hark_serve_exports_hark_metrics(
         assert httpx.get(f"{url}/metrics", timeout=10).status_code == 404  # not on the API
         samples = wait_for(pod_monitor_port, wanted)
 
-    found = {(s.name, s.labels.get("deployment", "")) for s in samples}
+    found = {
+        (s.name, s.labels.get("deployment", ""), s.labels.get("route", ""))
+        for s in samples
+        if s.value > 0
+    }
     assert wanted <= found, f"missing {wanted - found}; log tail:\n{log.read_text()[-2000:]}"
     hark = [s for s in samples if s.name.startswith("ray_hark_")]
     for s in hark:

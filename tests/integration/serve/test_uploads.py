@@ -261,13 +261,13 @@ def test_other_bodies_and_routes_answer_in_the_error_shape(http: httpx.Client) -
     assert_error(http.post("/v1/items", content=b"{"), 422, "invalid_input")
 
 
-def test_probes_and_metrics(http: httpx.Client) -> None:
+def test_probes_and_metrics(http: httpx.Client, audio_dir: Path) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model"]["name"] == "SenseVoiceSmall"
     assert_error(http.get("/metrics"), 404, "route_not_found")  # on Ray's port instead
-    # Earlier tests of this module transcribed; the replicas export what they counted
-    # every second or so.
+    assert post(http, audio_dir / "one_sentence_16k.wav").status_code == 200
+    # The replicas export what they counted every second or so.
     wanted = (
         ("ray_hark_http_requests_total", {"route": "/v1/transcribe", "code": "200"}),
         ("ray_hark_model_batch_segments_count", {"deployment": "Transcriber"}),
