@@ -227,3 +227,79 @@ def test_the_pod_monitor_scrapes_the_port_ray_exports_metrics_on(helm: Helm, cha
         assert ports[endpoint["port"]] == 9464
         assert group["rayStartParams"]["metrics-export-port"] == "9464"
     assert endpoint["path"] == "/metrics"
+
+
+def _series(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"series": s, "values": v} for s, v in values.items()]
+
+
+TROUBLE = {
+    'hark_operator_backlog_oldest_seconds{namespace="hark",job="hark/a"}': "4000x60",
+    'hark_operator_backlog_oldest_seconds{namespace="other",job="other/b"}': "9000x60",
+    'ray_hark_files_total{namespace="hark",kind="item",status="failed",replica="r1"}': "0+5x60",
+    'ray_hark_files_total{namespace="hark",kind="item",status="succeeded",replica="r1"}': "0+5x60",
+    'hark_processor_available{namespace="hark"}': "0x60",
+    'hark_operator_replicas_current{namespace="hark"}': "4x60",
+    'hark_operator_replicas_max{namespace="hark"}': "4x60",
+    'hark_operator_job_last_progress_timestamp_seconds{namespace="hark",job="hark/a"}': "0x60",
+    'hark_operator_backlog_items{namespace="hark",job="hark/a"}': "3x60",
+}
+HEALTHY = {
+    'hark_operator_backlog_oldest_seconds{namespace="hark",job="hark/a"}': "60x60",
+    'ray_hark_files_total{namespace="hark",kind="item",status="failed",replica="r1"}': "0+0x60",
+    'ray_hark_files_total{namespace="hark",kind="item",status="succeeded",replica="r1"}': "0+50x60",
+    'hark_processor_available{namespace="hark"}': "1x60",
+    'hark_operator_replicas_current{namespace="hark"}': "2x60",
+    'hark_operator_replicas_max{namespace="hark"}': "4x60",
+    # Progress every minute (Unix time = the test's clock), items still open.
+    'hark_operator_job_last_progress_timestamp_seconds{namespace="hark",job="hark/a"}': "0+60x60",
+    'hark_operator_backlog_items{namespace="hark",job="hark/a"}': "3x60",
+}
+
+
+def test_each_alert_fires_on_trouble_in_its_namespace_and_not_when_healthy(
+    monitored: Rendered, tmp_path: Path
+) -> None:
+    """`promtool test rules` on made-up series: 40 minutes of trouble, then of health."""
+    groups = monitored.one("PrometheusRule")["spec"]["groups"]
+    for rule in groups[0]["rules"]:
+        rule.pop("annotations")  # promtool would compare the rendered texts too
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    job = {"namespace": "hark", "job": "hark/a"}
+    firing = {
+        "HarkBacklogOld": [{"severity": "warning", **job}],
+        "HarkFailureRateHigh": [{"severity": "warning", "namespace": "hark"}],
+        "HarkProcessorUnavailable": [{"severity": "critical", "namespace": "hark"}],
+        "HarkGpuFloorAtMax": [{"severity": "warning", "namespace": "hark"}],
+        "HarkJobStalled": [{"severity": "warning", **job}],
+    }
+
+    def case(series: dict[str, str], alerts: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": _series(series),
+            "alert_rule_test": [
+                {
+                    "eval_time": "40m",
+                    "alertname": name,
+                    "exp_alerts": [{"exp_labels": labels} for labels in alerts.get(name, [])],
+                }
+                for name in sorted(ALERTS)
+            ],
+        }
+
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [case(TROUBLE, firing), case(HEALTHY, {})],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [promtool(), "test", "rules", "tests.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
