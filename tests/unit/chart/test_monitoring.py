@@ -3,6 +3,7 @@ dashboard, the alerting rules, and the metric names they all use."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -200,7 +201,7 @@ def test_the_rendered_rules_pass_promtool_check_rules(monitored: Rendered, tmp_p
 
 def test_promtool_refuses_a_broken_rule(monitored: Rendered, tmp_path: Path) -> None:
     """The check above is a real check: a broken expression fails it."""
-    groups = monitored.one("PrometheusRule")["spec"]["groups"]
+    groups = copy.deepcopy(monitored.one("PrometheusRule")["spec"]["groups"])
     groups[0]["rules"][0]["expr"] = "max by (job (hark_operator_backlog_oldest_seconds)"
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}))
@@ -261,7 +262,7 @@ def test_each_alert_fires_on_trouble_in_its_namespace_and_not_when_healthy(
     monitored: Rendered, tmp_path: Path
 ) -> None:
     """`promtool test rules` on made-up series: 40 minutes of trouble, then of health."""
-    groups = monitored.one("PrometheusRule")["spec"]["groups"]
+    groups = copy.deepcopy(monitored.one("PrometheusRule")["spec"]["groups"])
     for rule in groups[0]["rules"]:
         rule.pop("annotations")  # promtool would compare the rendered texts too
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
