@@ -61,25 +61,33 @@ def row(name: str, r: RunResult) -> str:
     )
 
 
-def batch_totals(url: str) -> tuple[float, float, float]:
-    """(batches, segments, model seconds) so far, from hark's /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=30).text
+def batch_totals(metrics_url: str) -> tuple[float, float, float]:
+    """(batches, segments, model seconds) so far, from Ray's metrics export port.
+
+    Replicas export every second here (RAY_metrics_report_interval_ms below); wait
+    for the latest export first.
+    """
+    time.sleep(2.5)
+    text = httpx.get(metrics_url, timeout=30).text
 
     def value(name: str) -> float:
-        found = re.search(rf"^{name} (\S+)$", text, re.M)
-        return float(found.group(1)) if found else 0.0
+        found = re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M)
+        return sum(float(v) for v in found)
 
     return (
-        value("hark_model_batch_segments_count"),
-        value("hark_model_batch_segments_sum"),
-        value("hark_model_batch_seconds_sum"),
+        value("ray_hark_model_batch_segments_count"),
+        value("ray_hark_model_batch_segments_sum"),
+        value("ray_hark_model_batch_seconds_sum"),
     )
 
 
-def run_hark(url: str, clip_paths: dict[str, Path], order: list[str], n: int) -> RunResult:
-    before = batch_totals(url)
+def run_hark(
+    url: str, metrics_url: str, clip_paths: dict[str, Path], order: list[str], n: int
+) -> RunResult:
+    before = batch_totals(metrics_url)
     result = asyncio.run(run_load(f"{url}/v1/transcribe", clip_paths, order, n, {}))
-    batches, segments, seconds = (a - b for a, b in zip(batch_totals(url), before, strict=True))
+    after = batch_totals(metrics_url)
+    batches, segments, seconds = (a - b for a, b in zip(after, before, strict=True))
     print(
         f"  {'':<9} {batches:.0f} model batches, {segments / max(batches, 1):.1f} segments each,"
         f" model busy {100 * seconds / result.wall:.0f}% of the run",
@@ -131,6 +139,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline-port", type=int, default=8101)
     parser.add_argument("--hark-port", type=int, default=8102)
+    parser.add_argument("--metrics-port", type=int, default=8103, help="Ray's metrics export port")
     parser.add_argument("--logs", type=Path, default=Path("/tmp/hark-serve-bench"))
     args = parser.parse_args()
 
@@ -143,6 +152,11 @@ def main() -> None:
     args.logs.mkdir(parents=True, exist_ok=True)
 
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HARK_LOG_FORMAT="text")
+    env |= {
+        "HARK_METRICS_EXPORT_PORT": str(args.metrics_port),
+        "RAY_metrics_report_interval_ms": "1000",
+    }
+    metrics_url = f"http://127.0.0.1:{args.metrics_port}/metrics"
     py = sys.executable
     baseline_cmd = [
         py, str(ROOT / "benchmarks/serve_baseline.py"),
@@ -190,7 +204,7 @@ def main() -> None:
                     return result
 
                 def hark_run(order: list[str] = order, n: int = n) -> RunResult:
-                    result = run_hark(hark_url, clip_paths, order, n)
+                    result = run_hark(hark_url, metrics_url, clip_paths, order, n)
                     print(row("hark", result), flush=True)
                     return result
 

@@ -40,3 +40,27 @@ def forget_job(job: str) -> None:
     for result in ("succeeded", "skipped", "failed", "retried"):
         with contextlib.suppress(KeyError):
             ITEMS.remove(job, result)
+
+
+# For the chart's alerts: backlog age, a job stalled, the GPU floor at its bound.
+BACKLOG_OLDEST = Gauge(
+    "hark_operator_backlog_oldest_seconds",
+    "How long the job's oldest open item (queued, waiting or running) has been open; "
+    "0 when none is.",
+    ["job"],
+)
+JOB_LAST_PROGRESS = Gauge(
+    "hark_operator_job_last_progress_timestamp_seconds",
+    "Unix time the job last finished an item (for good: succeeded, skipped or failed), "
+    "or when the operator took the job on.",
+    ["job"],
+)
+REPLICAS_MIN = Gauge("hark_operator_replicas_min", "Lowest GPU replica floor the policy may set.")
+REPLICAS_MAX = Gauge("hark_operator_replicas_max", "Highest GPU replica floor the policy may set.")
+
+
+def forget_job_progress(job: str) -> None:
+    """Drop a stopped job's age and progress series (with `forget_job`)."""
+    for gauge in (BACKLOG_OLDEST, JOB_LAST_PROGRESS):
+        with contextlib.suppress(KeyError):
+            gauge.remove(job)

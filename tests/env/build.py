@@ -45,6 +45,7 @@ class Tools:
     minio: Path
     kubeconform: Path
     kuberay_crds: Path
+    promtool: Path
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,15 @@ def _kubeconform(go: Go, entry: Path) -> None:
     gobuild.build(go, work, pkg, entry / "bin" / "kubeconform", ldflags)
 
 
+def _promtool(go: Go, entry: Path) -> None:
+    dep = go.download("github.com/prometheus/prometheus", versions.PROMETHEUS)
+    work = go.root / "work" / "promtool"
+    gobuild.write_build_module(work, dep)
+    pkg = "github.com/prometheus/prometheus/cmd/promtool"
+    ldflags = [f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS_RELEASE}"]
+    gobuild.build(go, work, pkg, entry / "bin" / "promtool", ldflags)
+
+
 def _kuberay_crds(go: Go, entry: Path) -> None:
     mod = go.download("github.com/ray-project/kuberay/ray-operator", versions.KUBERAY)
     out = entry / "crds"
@@ -208,6 +218,7 @@ def _specs() -> list[ToolSpec]:
         ToolSpec("minio", versions.MINIO, "bin/minio", "r1", _minio),
         ToolSpec("kubeconform", versions.KUBECONFORM, "bin/kubeconform", "r1", _kubeconform),
         ToolSpec("kuberay-crds", versions.KUBERAY, "crds", "bases;r1", _kuberay_crds),
+        ToolSpec("promtool", versions.PROMETHEUS, "bin/promtool", "r1", _promtool),
     ]
 
 
@@ -282,6 +293,7 @@ def _tools_from(root: Path) -> Tools:
         minio=path("minio", versions.MINIO, "bin/minio"),
         kubeconform=path("kubeconform", versions.KUBECONFORM, "bin/kubeconform"),
         kuberay_crds=path("kuberay-crds", versions.KUBERAY, "crds"),
+        promtool=path("promtool", versions.PROMETHEUS, "bin/promtool"),
     )
 
 

@@ -166,6 +166,9 @@ def ray_local() -> Iterator[Any]:
             include_dashboard=False,
             namespace="hark-tests",
             object_store_memory=2 * 2**30,
+            # Replicas export their metrics every second (Ray's least), not every 10 s,
+            # so tests that read them wait less.
+            _system_config={"metrics_report_interval_ms": 1000},
         )
         try:
             yield context

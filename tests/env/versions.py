@@ -28,6 +28,11 @@ MINIO_COMMIT_TIME: Final = "2026-02-12T20:18:48Z"
 
 KUBECONFORM: Final = "v0.8.0"
 
+# promtool checks the chart's alerting rules. Prometheus 3.x is released as module
+# versions v0.3XX.Y (3.16.0 here), which the proxy serves like any other module.
+PROMETHEUS: Final = "v0.316.0"
+PROMETHEUS_RELEASE: Final = "3.16.0"  # what promtool --version prints
+
 # KubeRay ray-operator module: we copy its config/crd/bases/*.yaml (ray.io/v1).
 KUBERAY: Final = "v1.6.2"
 

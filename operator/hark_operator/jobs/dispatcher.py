@@ -95,6 +95,7 @@ class _Job:
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     served: int = 0
     changed: _Signal = field(default_factory=_Signal)
+    opened: dict[str, float] = field(default_factory=dict)  # item key → clock at submit
 
     def load(self) -> JobLoad:
         return JobLoad(len(self.ready), len(self.waiting), len(self.running))
@@ -152,6 +153,7 @@ class Dispatcher:
             raise ValueError(f"job {job} is already registered")
         limit = queue_limit if queue_limit is not None else max(64, 4 * parallelism)
         self._jobs[job] = _Job(job, priority, parallelism, max_attempts, sink, limit)
+        metrics.JOB_LAST_PROGRESS.labels(job).set(time.time())
 
     def configure(
         self,
@@ -199,6 +201,13 @@ class Dispatcher:
         j = self._jobs.get(job)
         return j.load() if j else JobLoad(0, 0, 0)
 
+    def oldest_open_seconds(self, job: str) -> float:
+        """How long the job's oldest open item has been open (0 when none is)."""
+        j = self._jobs.get(job)
+        if j is None or not j.opened:
+            return 0.0
+        return max(0.0, self.clock() - min(j.opened.values()))
+
     @property
     def running(self) -> int:
         return self._running
@@ -221,6 +230,7 @@ class Dispatcher:
         if job not in self._jobs or item.key in self._owners:
             return False
         self._owners[item.key] = job
+        j.opened[item.key] = self.clock()
         j.ready.append((item, 1))
         self._wake.set()
         return True
@@ -336,6 +346,7 @@ class Dispatcher:
                 except Exception:  # the next scan finds the item pending and tries again
                     log.exception("%s: could not record the failure", item.key)
             metrics.ITEMS.labels(j.key, result.status).inc()
+            metrics.JOB_LAST_PROGRESS.labels(j.key).set(time.time())
             if j.key in self._jobs:
                 try:
                     j.sink(Outcome(j.key, item, result, attempt))
@@ -345,6 +356,8 @@ class Dispatcher:
             self._running -= 1
             metrics.IN_FLIGHT.set(self._running)
             j.running.pop(item.key, None)
+            if released:
+                j.opened.pop(item.key, None)
             if released and self._owners.get(item.key) == j.key:
                 del self._owners[item.key]
             self._wake.set()

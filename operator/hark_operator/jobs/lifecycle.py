@@ -150,6 +150,7 @@ class JobRunner:
             await asyncio.gather(publisher, return_exceptions=True)
             await self.summary.close()
             metrics.forget_job(self.key)
+            metrics.forget_job_progress(self.key)
         await self.publish()
         if finished:
             await self._after_finish()
@@ -319,6 +320,9 @@ class JobRunner:
     async def publish(self) -> None:
         obs = self.observation()
         metrics.BACKLOG.labels(self.key).set(obs.counts.pending + obs.counts.in_flight)
+        metrics.BACKLOG_OLDEST.labels(self.key).set(
+            self.env.dispatcher.oldest_open_seconds(self.key)
+        )
         await self.reporter.publish(obs, self.env.wall())
         self.status = self.reporter.previous
 

@@ -52,6 +52,8 @@ class ScaleLoop:
         if self.active is not None and not await self.active():
             self.state = None
             return None
+        metrics.REPLICAS_MIN.set(self.policy.min_replicas)
+        metrics.REPLICAS_MAX.set(self.policy.max_replicas)
         in_place = await self.scaler.current()
         if in_place is not None:
             metrics.REPLICAS_CURRENT.set(in_place)

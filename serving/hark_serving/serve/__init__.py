@@ -9,5 +9,7 @@
 
 Pure parts, importable without Ray: api (routes), edge (auth, request ids,
 metrics, error answers), auth, batches, context, errors, forms, messages,
-metrics, openai_compat, priority (CPU priority of the Worker's threads), uploads.
+metrics (each deployment's metrics, recorded through the Ray metrics API the
+deployment passes in), openai_compat, priority (CPU priority of the Worker's
+threads), uploads.
 """

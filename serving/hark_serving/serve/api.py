@@ -12,6 +12,9 @@ Answers:
   caused is recorded as `<output>.error.json` first (`items.ItemRunner`).
 - Every other error: the status of its code (`errors.STATUS_BY_CODE`) and
   `{"error": {"code", "message"}}`.
+
+There is no `/metrics` route: every answer is recorded through `IngressMetrics`,
+which the Ingress exports on Ray's metrics port, tagged per replica.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from hark_serving.serve.errors import (
 )
 from hark_serving.serve.forms import parse_transcribe_form
 from hark_serving.serve.messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
-from hark_serving.serve.metrics import CONTENT_TYPE, Metrics
+from hark_serving.serve.metrics import IngressMetrics, MemoryMetricsAPI
 from hark_serving.serve.settings import ServeSettings
 from hark_serving.serve.uploads import Upload, receive_upload
 from hark_serving.transcript.schema import Transcript
@@ -70,8 +73,11 @@ def _validation_message(exc: ValidationError | RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None = None) -> FastAPI:
-    metrics = metrics or Metrics()
+def build_api(
+    backend: Backend, settings: ServeSettings, metrics: IngressMetrics | None = None
+) -> FastAPI:
+    """The routes over `backend`; `metrics` records each answer (in memory when not given)."""
+    metrics = metrics or IngressMetrics(MemoryMetricsAPI())
     app = FastAPI(title="Hark", summary="Rich transcripts with SenseVoiceSmall")
     defaults = TranscribeOptions(
         language=settings.language,
@@ -81,7 +87,7 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
     )
 
     def count_error(request: Request, code: str) -> None:
-        metrics.errors.labels(route_label(request.url.path), code).inc()
+        metrics.error(route_label(request.url.path), code)
 
     @app.exception_handler(HarkError)
     async def on_hark_error(request: Request, exc: HarkError) -> JSONResponse:
@@ -131,11 +137,9 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
         data = await asyncio.to_thread(upload.read)
         job = UploadJob(data, upload.filename, options, upload.md5, request_id.get())
         reply = await bounded(backend.transcribe(job))
-        metrics.observe_batches(reply.batches)
         if reply.failure is not None:
             raise ReportedError(reply.failure.code, reply.failure.message)
         assert reply.transcript is not None
-        metrics.audio_seconds.labels(request.url.path).inc(reply.transcript.source.duration)
         return reply.transcript
 
     @app.post("/v1/transcribe", summary="Transcribe an upload into hark.transcript/v1")
@@ -182,11 +186,7 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
         except ValidationError as exc:
             raise InputError(f"invalid item request: {_validation_message(exc)}") from None
         reply = await bounded(backend.process_item(req, request_id.get()))
-        metrics.observe_batches(reply.batches)
         result = reply.result
-        metrics.items.labels(result.status).inc()
-        if result.status == "succeeded":
-            metrics.audio_seconds.labels("/v1/items").inc(result.audio_seconds)
         body = result.model_dump(mode="json")
         if result.status == "failed" and result.error is not None:
             code = result.error.code
@@ -203,18 +203,10 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
         try:
             status = await asyncio.wait_for(backend.model_status(), settings.ready_timeout_seconds)
         except Exception as exc:  # timeout, or no replica yet
-            metrics.model_ready.set(0)
             raise NotReady(f"the model is not ready yet ({type(exc).__name__})") from None
         if not status.ready or status.info is None:
-            metrics.model_ready.set(0)
             raise NotReady("the model is still loading")
-        metrics.model_ready.set(1)
-        metrics.model_load_seconds.set(status.load_seconds)
         return {"status": "ready", "model": status.info.model_dump(mode="json")}
-
-    @app.get("/metrics", summary="Prometheus metrics of this Ingress replica")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics)
     return app

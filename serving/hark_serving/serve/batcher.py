@@ -117,8 +117,9 @@ def run_batch(model: Model, tasks: Sequence[SegmentTask], queued: int) -> list[S
     if len(outputs) != len(tasks):
         raise RuntimeError(f"the model returned {len(outputs)} results for {len(tasks)}")
     frames = [t.frames for t in tasks]
-    stats = BatchStats(len(tasks), max(frames) * len(tasks), elapsed, queued)
     total = sum(frames)
+    padded = max(frames) * len(tasks)
+    stats = BatchStats(len(tasks), padded, elapsed, queued, padding=padded - total)
     return [
         SegmentResult(out, elapsed * f / total, stats if i == 0 else None)
         for i, (out, f) in enumerate(zip(outputs, frames, strict=True))

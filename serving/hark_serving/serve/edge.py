@@ -19,15 +19,15 @@ from hark_serving.errors import HarkError
 from hark_serving.serve.auth import check_bearer, needs_token
 from hark_serving.serve.context import new_request_id, request_id
 from hark_serving.serve.errors import RETRYABLE_CODES, error_body, status_for
-from hark_serving.serve.metrics import Metrics
+from hark_serving.serve.metrics import IngressMetrics
 from hark_serving.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
 ROUTES = frozenset(
-    {"/v1/transcribe", "/v1/audio/transcriptions", "/v1/items", "/healthz", "/readyz", "/metrics"}
+    {"/v1/transcribe", "/v1/audio/transcriptions", "/v1/items", "/healthz", "/readyz"}
 )
-QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
 
 
 def route_label(path: str) -> str:
@@ -53,7 +53,7 @@ def error_response(code: str, message: str) -> JSONResponse:
 class EdgeMiddleware:
     """Request id, bearer auth, metrics and a last-resort 500 for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: IngressMetrics) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
@@ -87,14 +87,13 @@ class EdgeMiddleware:
                     ]
             await send(message)
 
-        gauge = self.metrics.in_flight.labels(route)
-        gauge.inc()
+        self.metrics.started(route)
         try:
             if needs_token(scope["path"], self.settings.api_token):
                 check_bearer(headers.get("authorization"), self.settings.api_token or "")
             await self.app(scope, receive, send_with_id)
         except HarkError as exc:
-            self.metrics.errors.labels(route, exc.code).inc()
+            self.metrics.error(route, exc.code)
             await error_response(exc.code, str(exc))(scope, receive, send_with_id)
         except asyncio.CancelledError:
             if not started_response:
@@ -103,15 +102,13 @@ class EdgeMiddleware:
         except Exception:
             log.exception("unhandled error on %s %s", method, scope["path"])
             if not started_response:
-                self.metrics.errors.labels(route, "internal").inc()
+                self.metrics.error(route, "internal")
                 response = error_response("internal", "internal error; see the server logs")
                 await response(scope, receive, send_with_id)
         finally:
-            gauge.dec()
             elapsed = time.perf_counter() - began
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
-            # Probes and scrapes come every few seconds; keep them out of INFO logs.
+            self.metrics.answered(route, method, status, elapsed)
+            # Probes come every few seconds; keep them out of INFO logs.
             level = logging.DEBUG if route in QUIET_ROUTES and status < 400 else logging.INFO
             log.log(level, "%s %s %d %.3fs", method, scope["path"], status, elapsed)
             request_id.reset(token)

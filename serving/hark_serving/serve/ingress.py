@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 from ray.exceptions import RayActorError
+from ray.serve import metrics as serve_metrics
 from ray.serve.handle import DeploymentHandle
 
 from hark_serving.runs.itemspec import ItemRequest
@@ -22,7 +23,7 @@ from hark_serving.serve.api import build_api
 from hark_serving.serve.context import configure_replica_logging
 from hark_serving.serve.errors import Unavailable
 from hark_serving.serve.messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
-from hark_serving.serve.metrics import Metrics
+from hark_serving.serve.metrics import IngressMetrics
 from hark_serving.serve.settings import load_serve_settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Ingress:
         self.settings = load_serve_settings(args)
         self.worker = worker
         self.transcriber = transcriber
-        self.metrics = Metrics()
+        self.metrics = IngressMetrics(serve_metrics)  # exported on Ray's metrics port
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after `__init__`, once the handles exist."""

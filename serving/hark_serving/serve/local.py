@@ -56,12 +56,16 @@ def run_until(
             num_cpus=local_cpus(settings),
             include_dashboard=False,
             namespace="hark",
+            _metrics_export_port=settings.metrics_export_port,
         )
     else:
         ray.init(address=settings.ray_address, namespace="hark")
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(build_app(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]
+        ports = sorted({n.get("MetricsExportPort") for n in nodes if n.get("Alive")})
+        log.info("Ray exports metrics (the Serve app's included) on port %s", ports)
         on_ready(f"http://{settings.host}:{settings.port}/")
         while not stop.wait(0.5):
             pass

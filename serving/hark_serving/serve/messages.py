@@ -45,6 +45,7 @@ class BatchStats:
     frames: int  # padded: segments x longest
     seconds: float  # forward pass
     queued: int  # segments still waiting in the Transcriber when the batch ran
+    padding: int = 0  # of `frames`, those that are padding (shorter segments filled up)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,13 @@ class ServeSettings(Settings):
     ray_num_cpus: int | None = Field(
         None, ge=1, description="CPUs of the local Ray instance (default: all)."
     )
+    metrics_export_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port the local Ray instance exports metrics on, the Serve app's "
+        "`ray_hark_*` included (default: a free port Ray picks; the chart uses 8080).",
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ServeSettings:

@@ -21,12 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
 from ray import serve
+from ray.serve import metrics as serve_metrics
 
 from hark_serving.engine.factory import build_recognizer
 from hark_serving.errors import ModelError
 from hark_serving.serve.batcher import Batcher, BatchLimits, check_window, default_max_padding
 from hark_serving.serve.context import configure_replica_logging
 from hark_serving.serve.messages import ModelStatus, SegmentResult, SegmentTask
+from hark_serving.serve.metrics import TranscriberMetrics
 from hark_serving.serve.settings import load_serve_settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Transcriber:
         configure_replica_logging()
         settings = load_serve_settings(args)
         self.ready = False
+        self.metrics = TranscriberMetrics(serve_metrics)  # exported on Ray's metrics port
         # One model thread: batches run one after another while the event loop keeps
         # taking in segments for the next one.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-model")
@@ -59,6 +62,7 @@ class Transcriber:
         self.batcher = Batcher(self.model, BatchLimits(), self._executor)
         self.reconfigure(settings.batching())
         self.ready = True
+        self.metrics.loaded(self.load_seconds)
         log.info("Transcriber ready: %s in %.1fs", self.model.info.source, self.load_seconds)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -97,4 +101,8 @@ class Transcriber:
         A window of segments that arrived together; the `Batcher` decides which
         model batch each one runs in.
         """
-        return await self.batcher.submit(tasks)
+        results = await self.batcher.submit(tasks)
+        for r in results:
+            if r.batch is not None:  # one result per model batch carries its stats
+                self.metrics.batch(r.batch)
+        return results

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import torch
 from ray import serve
 from ray.exceptions import RayActorError
+from ray.serve import metrics as serve_metrics
 from ray.serve.handle import DeploymentHandle
 
 from hark_serving.engine.factory import build_detector, segmenting
@@ -44,6 +45,7 @@ from hark_serving.serve.messages import (
     TranscribeReply,
     UploadJob,
 )
+from hark_serving.serve.metrics import WorkerMetrics
 from hark_serving.serve.priority import background_pool
 from hark_serving.serve.settings import load_serve_settings
 from hark_serving.transcript.schema import ModelInfo
@@ -70,6 +72,7 @@ class Worker:
         self.runner = ItemRunner(self.settings.profiles(), self.detector, self.segmenting)
         self._pool = background_pool(self.settings.worker_threads, "hark-prepare")
         self._model: ModelInfo | None = None
+        self.metrics = WorkerMetrics(serve_metrics)  # exported on Ray's metrics port
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await run_in_context(self._pool, fn, *args, **kw)
@@ -121,11 +124,20 @@ class Worker:
 
     async def transcribe(self, job: UploadJob) -> TranscribeReply:
         """An uploaded file → its transcript, or the failure the client caused."""
+        reply = await self._transcribe(job)
+        if reply.transcript is not None:
+            self.metrics.finished("upload", "succeeded", reply.transcript.source.duration)
+        elif reply.failure is not None:
+            self.metrics.finished("upload", "failed", code=reply.failure.code)
+        return reply
+
+    async def _transcribe(self, job: UploadJob) -> TranscribeReply:
         set_request_id(job.request_id)
         since = time.time()
         batches: tuple[BatchStats, ...] = ()
         try:
             prepared = await self._run(self._prepare_upload, job)
+            self.metrics.prepared("upload", prepared.decode_s, prepared.vad_s)
             try:
                 results, asr_seconds, batches = await self._recognize(prepared, since)
                 model = await self._model_info()
@@ -162,6 +174,13 @@ class Worker:
 
     async def process_item(self, req: ItemRequest, rid: str = "") -> ItemReply:
         """One S3 object → its outputs; never raises for a bad item (see `ItemResult`)."""
+        reply = await self._process_item(req, rid)
+        r = reply.result
+        code = r.error.code if r.error is not None else None
+        self.metrics.finished("item", r.status, r.audio_seconds, code)
+        return reply
+
+    async def _process_item(self, req: ItemRequest, rid: str) -> ItemReply:
         set_request_id(rid)
         since = time.time()  # a retry keeps its place in the Transcriber's order
         batches: list[BatchStats] = []
@@ -196,6 +215,7 @@ class Worker:
         if isinstance(started, ItemResult):
             return started
         assert isinstance(started, Started)
+        self.metrics.prepared("item", started.prepared.decode_s, started.prepared.vad_s)
         try:
             results, asr_seconds, stats = await self._recognize(started.prepared, since)
             batches.extend(stats)

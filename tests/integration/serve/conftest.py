@@ -110,3 +110,29 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert body["error"]["code"] == code, body
     assert set(body["error"]) >= {"code", "message"} and body["error"]["message"]
     return body
+
+
+def ray_metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every series on the local Ray's metrics export port: (name, sorted labels) → value.
+
+    The Serve app's `ray_hark_*` series are there, tagged per replica (docs/metrics.md).
+    """
+    import ray
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (port,) = {n["MetricsExportPort"] for n in ray.nodes() if n["Alive"]}
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def ray_metric_sum(name: str, **labels: str) -> float:
+    """The sum over replicas of one `ray_hark_*` series with these labels."""
+    return sum(
+        value
+        for (n, tags), value in ray_metrics().items()
+        if n == name and set(labels.items()) <= set(tags)
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import app_args, deploy
+from .conftest import app_args, deploy, ray_metric_sum
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,17 @@ def segments(doc: dict[str, object]) -> list[tuple[float, float, str]]:
 
 
 def batches_run(url: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
-    found = re.search(r"^hark_model_batch_segments_count (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    """Model batches the Transcriber replicas have run, as exported on Ray's metrics port.
+
+    Replicas export every second or so: read until two reads a few seconds apart agree.
+    """
+    last = -1.0
+    while True:
+        now = ray_metric_sum("ray_hark_model_batches_total", deployment="Transcriber")
+        if now == last:
+            return now
+        last = now
+        time.sleep(3)
 
 
 def test_concurrent_requests_all_succeed_and_equal_single_requests(

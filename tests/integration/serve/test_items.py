@@ -19,7 +19,7 @@ from tests.env.kube import unique_name
 from tests.env.pytest_plugin import empty_bucket
 from tests.fixtures import audio
 
-from .conftest import app_args, assert_error, deploy
+from .conftest import app_args, assert_error, deploy, ray_metric_sum
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -225,10 +225,8 @@ def _worker_replicas() -> list[str]:
 
 
 def _in_flight(url: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith('hark_http_requests_in_flight{route="/v1/items"}'):
-            return float(line.split()[-1])
-    return 0.0
+    """Items the Ingress has accepted and not answered (Ray's port, exported each second)."""
+    return ray_metric_sum("ray_hark_http_requests_in_flight", route="/v1/items")
 
 
 def test_a_worker_killed_mid_item_never_leaves_a_partial_object(

@@ -26,7 +26,7 @@ EXAMPLES = sorted((REPO / "deploy" / "examples").glob("*.yaml"))
 # Kinds whose CRDs (Prometheus Operator) the test environment does not install:
 # neither kubeconform nor the API server can check them here, so the tests skip
 # them there and check their shape in Python instead.
-MONITORING_KINDS = ("PodMonitor", "ServiceMonitor")
+MONITORING_KINDS = ("PodMonitor", "ServiceMonitor", "PrometheusRule")
 
 
 class HelmError(AssertionError):
@@ -125,9 +125,8 @@ class Rendered:
         return dict(self.worker_group()["template"]["spec"]["containers"][0])
 
     def profiles_file(self) -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load(
-            self.one("ConfigMap")["data"]["storage-profiles.yaml"]
-        )
+        (config,) = [c for c in self.all("ConfigMap") if "storage-profiles.yaml" in c["data"]]
+        data: dict[str, Any] = yaml.safe_load(config["data"]["storage-profiles.yaml"])
         return data
 
 

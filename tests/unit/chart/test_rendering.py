@@ -91,7 +91,12 @@ def test_each_template_makes_one_kind_of_resource(helm: Helm, chart: Path, tmp_p
             "defaultProfile": "x",
         },
         "serve": {"ingressResource": {"enabled": True}},
-        "monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}},
+        "monitoring": {
+            "podMonitor": {"enabled": True},
+            "serviceMonitor": {"enabled": True},
+            "dashboard": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+        },
         "networkPolicy": {"enabled": True},
         "podDisruptionBudget": {"enabled": True},
     }

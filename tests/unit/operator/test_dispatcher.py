@@ -267,3 +267,34 @@ def test_backoff_grows_and_is_capped() -> None:
     b = Backoff(base=2, factor=2, cap=10, jitter=0.5)
     assert [b.delay(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
     assert b.delay(1, rand=1.0) == 1.0
+
+
+def test_the_oldest_open_item_ages_until_it_is_done() -> None:
+    from prometheus_client import REGISTRY
+
+    async def main() -> None:
+        _, worker = populated(2, jobs=("aged",))
+        now = [100.0]
+        d = Dispatcher(worker, max_in_flight=1, item_timeout=5, backoff=FAST, clock=lambda: now[0])
+        d.register("aged", parallelism=1, sink=lambda o: None)
+        taken_on = REGISTRY.get_sample_value(
+            "hark_operator_job_last_progress_timestamp_seconds", {"job": "aged"}
+        )
+        assert taken_on is not None  # a job that never finishes an item counts from here
+        assert d.oldest_open_seconds("aged") == 0.0
+        await d.submit("aged", item("aged", 0))
+        now[0] = 130.0
+        await d.submit("aged", item("aged", 1))
+        now[0] = 190.0
+        assert d.oldest_open_seconds("aged") == 90.0  # the first, not the latest
+        d.start()
+        await d.idle("aged")
+        await d.close()
+        assert d.oldest_open_seconds("aged") == 0.0
+        progressed = REGISTRY.get_sample_value(
+            "hark_operator_job_last_progress_timestamp_seconds", {"job": "aged"}
+        )
+        assert progressed is not None and progressed >= taken_on
+        assert d.oldest_open_seconds("never-registered") == 0.0
+
+    run(main())

@@ -221,6 +221,12 @@ def test_the_loop_follows_the_backlog_with_an_injected_clock() -> None:
     assert asyncio.run(steps()) == [0, 3, 4, 4, 4, 3, 2, 1, 0]
     assert backend.applied == [3, 4, 3, 2, 1, 0]
     assert announced == [(0, 3), (3, 4), (4, 3), (3, 2), (2, 1), (1, 0)]
+    # The floor and its bounds, for the "GPU floor at max" alert.
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("hark_operator_replicas_current") == 0
+    assert REGISTRY.get_sample_value("hark_operator_replicas_min") == 0
+    assert REGISTRY.get_sample_value("hark_operator_replicas_max") == 4
 
 
 def test_the_loop_starts_from_the_floor_in_place_and_restores_a_manual_edit() -> None:

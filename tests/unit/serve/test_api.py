@@ -11,12 +11,19 @@ from fastapi.testclient import TestClient
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.serve.api import build_api
 from hark_serving.serve.messages import (
-    BatchStats,
     Failure,
     ItemReply,
     ModelStatus,
     TranscribeReply,
     UploadJob,
+)
+from hark_serving.serve.metrics import (
+    HTTP_ERRORS,
+    HTTP_IN_FLIGHT,
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    IngressMetrics,
+    MemoryMetricsAPI,
 )
 from hark_serving.serve.settings import ServeSettings
 from hark_serving.transcript.schema import Transcript
@@ -38,8 +45,7 @@ class FakeBackend:
         self.jobs.append(job)
         if self.failure:
             return TranscribeReply(failure=self.failure)
-        stats = (BatchStats(segments=3, frames=600, seconds=0.2, queued=5),)
-        return TranscribeReply(transcript=make_transcript(), batches=stats)
+        return TranscribeReply(transcript=make_transcript())
 
     async def process_item(self, req: ItemRequest, rid: str) -> ItemReply:
         self.items.append(req)
@@ -192,23 +198,29 @@ def test_a_token_guards_the_work_but_not_the_probes(backend: FakeBackend) -> Non
     )
     ok = {"Authorization": "Bearer s3cret"}
     assert client.post("/v1/transcribe", files={"file": WAV}, headers=ok).status_code == 200
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz"):
         assert client.get(path).status_code == 200
 
 
-def test_metrics_count_requests_errors_batches_and_audio(client: TestClient) -> None:
+def test_every_answer_is_recorded_by_route_status_and_error(backend: FakeBackend) -> None:
+    api = MemoryMetricsAPI()
+    client = TestClient(build_api(backend, settings(), IngressMetrics(api)))
     client.post("/v1/transcribe", files={"file": WAV})
     client.post("/v1/transcribe", files={"file": WAV}, data={"language": "xx"})
-    client.get("/readyz")
-    text = client.get("/metrics").text
-    assert 'hark_http_requests_total{code="200",method="POST",route="/v1/transcribe"} 1.0' in text
-    assert 'hark_http_errors_total{error="invalid_option",route="/v1/transcribe"} 1.0' in text
-    assert "hark_model_batch_segments_count 1.0" in text
-    assert "hark_model_batch_segments_sum 3.0" in text
-    assert "hark_transcriber_queue_segments 5.0" in text
-    assert 'hark_audio_seconds_processed_total{route="/v1/transcribe"} 4.5' in text
-    assert "hark_model_load_seconds 1.5" in text
-    assert 'hark_http_request_duration_seconds_count{route="/v1/transcribe"} 2.0' in text
+    client.get("/nowhere")
+    route = "/v1/transcribe"
+    assert api.value(HTTP_REQUESTS, route=route, method="POST", code="200") == 1
+    assert api.value(HTTP_REQUESTS, route=route, method="POST", code="422") == 1
+    assert api.value(HTTP_ERRORS, route=route, error="invalid_option") == 1
+    assert api.value(HTTP_REQUESTS, route="other", method="GET", code="404") == 1
+    assert api.value(HTTP_ERRORS, route="other", error="route_not_found") == 1
+    assert len(api.observed(HTTP_LATENCY, route=route)) == 2
+    assert api.value(HTTP_IN_FLIGHT, route=route) == 0  # every request answered
+
+
+def test_there_is_no_metrics_route(client: TestClient) -> None:
+    """Metrics live on Ray's metrics port, not on the public HTTP API."""
+    assert_error(client.get("/metrics"), 404, "route_not_found")
 
 
 def test_a_client_request_id_is_used_and_a_missing_one_is_made(

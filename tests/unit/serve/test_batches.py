@@ -126,6 +126,8 @@ def test_each_batch_reports_its_stats_once_and_shares_its_time_by_frames() -> No
     assert results[0].batch is not None and results[1].batch is None
     assert results[0].batch.segments == 3 and results[0].batch.queued == 7
     assert results[0].batch.frames == 3 * encoder_frames(48000)
+    real = encoder_frames(16000) + encoder_frames(48000) + encoder_frames(32000)
+    assert results[0].batch.padding == results[0].batch.frames - real
     assert sum(r.seconds for r in results) == pytest.approx(results[0].batch.seconds)
 
 
