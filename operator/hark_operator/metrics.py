@@ -40,3 +40,12 @@ def forget_job(job: str) -> None:
     for result in ("succeeded", "skipped", "failed", "retried"):
         with contextlib.suppress(KeyError):
             ITEMS.remove(job, result)
+
+
+# Appended: whether the processor (the Serve app) takes work. 0 while dispatch is
+# paused because it is unreachable or refuses the operator's credential.
+PROCESSOR_AVAILABLE = Gauge(
+    "hark_processor_available",
+    "1 while the item processor takes work; 0 while dispatch is paused for every job.",
+)
+PROCESSOR_AVAILABLE.set(1)

@@ -17,7 +17,7 @@ from typing import Any
 from hark_operator.clients.kube import KubeClient, is_conflict
 from hark_operator.clients.serve import ServeProcessor
 from hark_operator.clients.storage import ErrorRecorder, Stores
-from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
 from hark_operator.jobs.reporter import Conflict, Reporter
 from hark_operator.jobs.work import Processor
@@ -30,6 +30,7 @@ from hark_operator.scaling.policy import Decision
 from hark_operator.scaling.serve_api import ServeApiScaler
 from hark_operator.settings import OperatorSettings
 from hark_serving.errors import ConfigError
+from hark_serving.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,16 @@ class Runtime:
             self.processor,
             max_in_flight=settings.max_in_flight,
             item_timeout=settings.item_timeout_seconds,
-            backoff=Backoff(base=settings.retry_base_seconds, cap=settings.retry_max_seconds),
+            backoff=RetryPolicy(
+                base=settings.retry_base_seconds, cap=settings.retry_max_seconds, attempts=None
+            ),
             recorder=ErrorRecorder(self.stores),
         )
         self.env = JobEnv(
-            self.dispatcher, self.stores, status_interval=settings.status_interval_seconds
+            self.dispatcher,
+            self.stores,
+            status_interval=settings.status_interval_seconds,
+            retry_cap=settings.retry_max_seconds,
         )
         self.jobs: dict[str, JobRunner] = {}
         self.scaler = scaler or build_scaler(settings, kube, self.processor)

@@ -43,8 +43,12 @@ class OperatorSettings(StorageSettings):
     item_timeout_seconds: float = Field(
         3600.0, gt=0, description="Give up on one try of an item after this long."
     )
-    retry_base_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles.")
-    retry_max_seconds: float = Field(300.0, ge=0, description="Longest retry delay.")
+    retry_base_seconds: float = Field(
+        2.0, ge=0, description="Largest first retry delay (full jitter); doubles each try."
+    )
+    retry_max_seconds: float = Field(
+        300.0, ge=0, description="Cap on every retry delay (items, paused dispatch, scans)."
+    )
     status_interval_seconds: float = Field(
         2.0, gt=0, description="How often a job's status is written while it changes."
     )

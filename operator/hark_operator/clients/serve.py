@@ -10,7 +10,7 @@ What the answer means for a retry:
   died, the app is starting or overloaded): `ProcessorUnavailable`, retried;
 - 401, 403, 404 without a result: the operator's configuration is wrong
   (token, URL), which the platform team can fix while items wait:
-  `ProcessorUnavailable` as well;
+  `ProcessorRefused` (a `ProcessorUnavailable`); dispatch pauses until it is fixed;
 - other 4xx without a result: the request itself is wrong: a failed result,
   not retried.
 """
@@ -22,7 +22,7 @@ import logging
 import httpx
 from pydantic import ValidationError
 
-from hark_operator.errors import ProcessorUnavailable
+from hark_operator.errors import ProcessorRefused, ProcessorUnavailable
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,15 @@ class ServeProcessor:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    async def ready(self) -> bool:
+        """Whether the app has a Transcriber with the model loaded (`GET /readyz`)."""
+        url = self.url[: -len(ITEMS_PATH)] + "/readyz"
+        try:
+            response = await self.client.get(url, headers=self.headers, timeout=10.0)
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
     async def process(self, request: ItemRequest) -> ItemResult:
         try:
             response = await self.client.post(
@@ -71,7 +80,9 @@ class ServeProcessor:
             if status >= 500 and result.status == "failed" and not result.retryable:
                 result = result.model_copy(update={"retryable": True})
             return result
-        if status == 429 or status >= 500 or status in CONFIG_STATUSES:
+        if status in CONFIG_STATUSES:
+            raise ProcessorRefused(f"{self.url} answered {status}: {_error_text(response)}")
+        if status == 429 or status >= 500:
             raise ProcessorUnavailable(f"{self.url} answered {status}: {_error_text(response)}")
         if status >= 400:
             code, message = _error_body(response)

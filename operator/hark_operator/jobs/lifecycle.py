@@ -3,7 +3,16 @@
     Pending ─► Running ─(nothing pending, nothing in flight)─► Succeeded ─(ttl)─► deleted
        │          │                                       └─► Failed (the job cannot run)
        │          └─ spec.suspend ─► Suspended ─ resume ─► Running
+       │          └─ more files failed than maxFailedFiles, or all failed ─► Failed
        └─► Watching (mode Watch): scan every pollIntervalSeconds, forever
+
+Nothing that the job's input did not cause ends it: a scan that cannot read
+the prefixes (storage outage, expired or refused credentials, an unexpected
+error) sets `Progressing=False` with the reason, posts an Event and tries
+again after a backoff (jittered, capped at minutes), in both modes. A failure
+whose error record cannot be written is counted as failed, named in the
+`ErrorRecordsWritten` condition, and not dispatched again until its input
+changes, so it never loops.
 
 A scan lists both prefixes (planner), queues every pending input with the
 dispatcher and counts the rest. A Batch job waits until its queue drains and
@@ -23,7 +32,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from pydantic import ValidationError
@@ -37,9 +46,11 @@ from hark_operator.jobs.progress import JobTracker
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
 from hark_operator.jobs.summary_store import Kind, SummaryKeeper
+from hark_operator.jobs.verdict import final_verdict, over_budget
 from hark_operator.jobs.work import Outcome, WorkItem
-from hark_operator.resource.models import JobRef, JobSpec, JobStatus, Phase
-from hark_serving.errors import StorageError, StorageUnavailable
+from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
+from hark_serving.errors import AccessDenied, StorageError, StorageUnavailable
+from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
@@ -62,7 +73,8 @@ class JobEnv:
     dispatcher: Dispatcher
     stores: Stores
     status_interval: float = 2.0
-    retry_delay: float = 5.0
+    retry_delay: float = 5.0  # first wait after a scan that could not run; doubles, jittered
+    retry_cap: float = 300.0
     page_size: int = 1000
     wall: Callable[[], datetime] = utcnow
 
@@ -106,7 +118,11 @@ class JobRunner:
         self.summary_uri = self.status.summary_uri
         self._wake = asyncio.Event()
         self._known: OrderedDict[str, str] = OrderedDict()  # output base → etag found current
+        # output base → input etag of failures whose error record could not be written
+        self._unrecorded: OrderedDict[str, str] = OrderedDict()
         self._failure_events = 0
+        self._gate_seen = env.dispatcher.gate.changes
+        self._said_paused = False
 
     @property
     def key(self) -> str:
@@ -165,7 +181,8 @@ class JobRunner:
         await self.reporter.event(
             "Normal", "Started", f"{spec.mode} job: {spec.input.uri} → {spec.output.uri}"
         )
-        first, delay = True, self.env.retry_delay
+        first, waits = True, 0
+        policy = RetryPolicy(base=self.env.retry_delay, cap=self.env.retry_cap, attempts=None)
         while True:
             spec = self.spec()
             self.env.dispatcher.configure(
@@ -185,25 +202,56 @@ class JobRunner:
             if self.phase == "Suspended":
                 await self.reporter.event("Normal", "Resumed", "dispatching resumed")
             self.phase = "Watching" if spec.mode == "Watch" else "Running"
+            if spec.mode == "Batch":
+                exceeded = over_budget(self._counts(), spec.max_failed_files)
+                if exceeded is not None:
+                    return await self._fail(*exceeded)
             try:
+                # Credentials are read again for every scan (rotated Secrets).
+                store = await self.env.stores.store(spec.storage.profile)
+                self.summary.store = store
                 tally = await self._scan(store, spec, seed=first)
-            except StorageUnavailable as exc:
-                self.blocked = ("StorageUnavailable", str(exc))
-                await self.reporter.event("Warning", "StorageUnavailable", str(exc))
-                await self.publish()
-                await self._sleep(delay)
-                delay = min(delay * 2, 300.0)
+            except (StorageError, JobConfigError) as exc:
+                code = getattr(exc, "code", "storage_error")
+                lasting = not isinstance(exc, (StorageUnavailable, AccessDenied))
+                if spec.mode == "Batch" and lasting:
+                    return await self._fail(_reason(code), str(exc))
+                waits += 1
+                await self._blocked(_reason(code), str(exc), policy.delay(waits))
                 continue
-            except StorageError as exc:
-                return await self._fail(_reason(exc.code), str(exc))
-            self.blocked, first, delay = None, False, self.env.retry_delay
+            except Exception as exc:  # a bug or a surprise: say so, and try again
+                log.exception("%s: the scan failed", self.key)
+                waits += 1
+                await self._blocked(
+                    "ScanFailed", f"{type(exc).__name__}: {exc}", policy.delay(waits)
+                )
+                continue
+            if self.blocked is not None:
+                await self.reporter.event("Normal", "Recovered", "the prefixes can be read again")
+            self.blocked, first, waits = None, False, 0
             if spec.mode == "Batch":
                 if tally.pending == 0 and self.env.dispatcher.load(self.key).open == 0:
+                    verdict = final_verdict(self._counts(), spec.max_failed_files)
+                    if verdict is not None:
+                        await self.summary.drain()
+                        await self._write_summary(spec, final=True)
+                        return await self._fail(*verdict)
                     return await self._succeed(spec)
                 await self._wait_idle()
             else:
                 await self._write_summary(spec, final=False)
                 await self._sleep(spec.poll_interval_seconds)
+
+    def _counts(self) -> Counts:
+        return self.tracker.counts(self.env.dispatcher.load(self.key).running)
+
+    async def _blocked(self, reason: str, message: str, delay: float) -> None:
+        """The job cannot go on right now: a condition, an Event, then wait and retry."""
+        if self.blocked is None or self.blocked[0] != reason:
+            await self.reporter.event("Warning", reason, f"{message}; trying again")
+        self.blocked = (reason, message)
+        await self.publish()
+        await self._sleep(delay)
 
     async def _scan(self, store: S3Store, spec: JobSpec, *, seed: bool) -> ScanTally:
         started = time.perf_counter()
@@ -224,6 +272,8 @@ class JobRunner:
         try:
             while chunk := await self.env.stores.run(_take, gen, CHUNK):
                 for item in chunk:
+                    if item.state == "pending" and self._unrecorded.get(item.key) == item.etag:
+                        item = replace(item, state="failed")  # see _on_outcome
                     self.tracker.scanned(item)
                     if item.state == "pending":
                         if not self.env.dispatcher.busy(item.key):
@@ -260,6 +310,11 @@ class JobRunner:
     def _on_outcome(self, outcome: Outcome) -> None:
         result, item = outcome.result, outcome.item
         self.tracker.record(result, item.request.input_uri, self.env.wall(), item.tag)
+        if not outcome.recorded:
+            # Not dispatched again while its input stays the same: no loop burning the GPU.
+            self._unrecorded[item.key] = item.etag
+            while len(self._unrecorded) > KNOWN_CURRENT_LIMIT:
+                self._unrecorded.popitem(last=False)
         if result.status == "failed":
             error = result.error
             code, message = (error.code, error.message) if error else ("failed", "")
@@ -314,13 +369,36 @@ class JobRunner:
             summary_uri=self.summary_uri,
             blocked=self.blocked,
             failure=self.failure,
+            processor=self.env.dispatcher.processor_state(),
+            environment=self.env.dispatcher.environment_trouble(self.key),
+            unrecorded=len(self._unrecorded),
         )
 
     async def publish(self) -> None:
+        await self._announce_processor()
         obs = self.observation()
         metrics.BACKLOG.labels(self.key).set(obs.counts.pending + obs.counts.in_flight)
         await self.reporter.publish(obs, self.env.wall())
         self.status = self.reporter.previous
+
+    async def _announce_processor(self) -> None:
+        """An Event on this job when the shared processor gate flipped since the last look."""
+        gate = self.env.dispatcher.gate
+        if gate.changes == self._gate_seen:
+            return
+        self._gate_seen = gate.changes
+        state = gate.state
+        if state.available:
+            if self._said_paused:
+                self._said_paused = False
+                await self.reporter.event("Normal", "ProcessorAvailable", "dispatching resumed")
+        elif self.phase in ("Running", "Watching"):
+            self._said_paused = True
+            await self.reporter.event(
+                "Warning",
+                state.reason,
+                f"dispatching paused for every job, files stay pending: {state.message}",
+            )
 
     async def _publish_loop(self) -> None:
         while True:

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from hark_operator.clients.storage import ErrorRecorder
-from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.dispatcher import Dispatcher, RetryPolicy
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
 from hark_operator.jobs.reporter import Reporter
 from hark_operator.resource.models import JobRef, JobSpec, JobStatus
@@ -49,7 +49,7 @@ class Harness:
             self.worker,
             max_in_flight=4,
             item_timeout=5,
-            backoff=Backoff(base=0.01, cap=0.02, jitter=0),
+            backoff=RetryPolicy(base=0.01, cap=0.02, jitter=0, attempts=None),
             recorder=ErrorRecorder(self.stores),  # type: ignore[arg-type]
         )
         self.dispatcher.start()
@@ -236,13 +236,15 @@ def test_items_that_keep_failing_get_an_error_file_from_the_operator() -> None:
         store = FakeStore()
         store.put("s3://in-b/calls/a.mp3")
         h = Harness(store)
-        h.worker.flaky["s3://in-b/calls/a.mp3"] = 100
+        store.put("s3://in-b/calls/b.mp3")
+        h.worker.crashes["s3://in-b/calls/a.mp3"] = 100
         status = await (await h.job(spec(maxAttempts=2))).run()
         await h.close()
         assert status.phase == "Succeeded" and status.counts.failed == 1
         doc = json.loads(store.get_bytes(S3Uri("out-b", "t/a.mp3.error.json")))
-        assert doc["code"] == "storage_unavailable" and doc["attempts"] == 2
-        assert len(h.worker.calls) == 2  # the next scan sees the error file: no more tries
+        assert doc["code"] == "internal" and doc["attempts"] == 2
+        # Two tries of a.mp3, one of b.mp3; the next scan sees the error file: no more tries.
+        assert len(h.worker.calls) == 3
 
     run(main())
 
@@ -267,5 +269,103 @@ def test_a_restarted_job_carries_on_without_repeating_work() -> None:
         assert status.phase == "Succeeded" and status.counts.succeeded == 12
         json_puts = {k: n for k, n in store.puts.items() if k.endswith(".mp3.json")}
         assert len(json_puts) == 12 and set(json_puts.values()) == {1}
+
+    run(main())
+
+
+def test_a_processor_down_mid_job_leaves_no_error_record_and_the_job_completes() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        h.worker.down = 12  # more failed tries than files x maxAttempts
+        status = await (await h.job(spec(maxAttempts=1))).run()
+        await h.close()
+        assert status.phase == "Succeeded", status
+        assert status.counts.succeeded == 4 and status.counts.failed == 1  # broken.mp3 only
+        errors = [k for k in store.keys("out-b") if k.endswith(".error.json")]
+        assert errors == ["t/broken.mp3.error.json"]
+        assert "ProcessorUnreachable" in h.events.reasons()
+        assert "ProcessorAvailable" in h.events.reasons()
+        cond = {c.type: c for c in status.conditions}
+        assert cond["ProcessorAvailable"].status == "True"
+
+    run(main())
+
+
+def test_a_batch_job_in_which_every_file_failed_is_failed() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        for i in range(3):
+            store.put(f"s3://in-b/calls/{i}.mp3", b"broken")
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Failed" and status.counts.failed == 3
+        failed = {c.type: c for c in status.conditions}["Failed"]
+        assert failed.reason == "AllFilesFailed"
+
+    run(main())
+
+
+def test_a_failure_budget_fails_the_job_once_exceeded() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        store.put("s3://in-b/calls/broken2.mp3", b"broken")
+        h = Harness(store)
+        within = await (await h.job(spec(maxFailedFiles=2))).run()
+        await h.close()
+        assert within.phase == "Succeeded" and within.counts.failed == 2
+
+        store2 = FakeStore()
+        corpus(store2)
+        store2.put("s3://in-b/calls/broken2.mp3", b"broken")
+        h2 = Harness(store2)
+        over = await (await h2.job(spec(maxFailedFiles=1))).run()
+        await h2.close()
+        assert over.phase == "Failed"
+        failed = {c.type: c for c in over.conditions}["Failed"]
+        assert failed.reason == "FailureBudgetExceeded" and "maxFailedFiles=1" in failed.message
+
+    run(main())
+
+
+def test_an_error_record_that_cannot_be_written_stops_redispatch_and_says_so() -> None:
+    async def main() -> None:
+        store = FakeStore(refuse_suffix=".error.json")
+        corpus(store)
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Succeeded", status
+        assert status.counts.failed == 1 and status.counts.succeeded == 4
+        broken = [r for r in h.worker.calls if r.input_uri.endswith("broken.mp3")]
+        assert len(broken) == 1  # tried once, never again
+        cond = {c.type: c for c in status.conditions}
+        assert cond["ErrorRecordsWritten"].status == "False"
+        assert status.recent_failures[-1].reason == "error_record_not_written"
+
+    run(main())
+
+
+def test_an_access_error_during_a_watch_scan_is_a_condition_and_a_retry() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        store.denied = 3
+        h = Harness(store)
+        runner = await h.job(spec(mode="Watch", pollIntervalSeconds=1))
+        task = asyncio.create_task(runner.run())
+        while "AccessDenied" not in h.events.reasons():
+            await asyncio.sleep(0.01)
+        assert runner.phase == "Watching"
+        while not any(k.endswith("d.ogg.json") for k in store.keys("out-b")):
+            await asyncio.sleep(0.01)
+        assert runner.phase == "Watching" and runner.blocked is None
+        assert "Recovered" in h.events.reasons()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await h.close()
 
     run(main())
