@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from hark_operator.clients.kube import KubeClient, is_conflict
-from hark_operator.clients.serve import ServeProcessor
+from hark_operator.clients.serve import SecretToken, ServeProcessor
 from hark_operator.clients.storage import ErrorRecorder, Stores
 from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
@@ -77,7 +77,9 @@ def status_of(raw: Any) -> JobStatus:
         return JobStatus()
 
 
-def build_processor(settings: OperatorSettings, identity: str, stores: Stores) -> Processor:
+def build_processor(
+    settings: OperatorSettings, identity: str, stores: Stores, kube: KubeClient | None = None
+) -> Processor:
     if settings.processor == "inprocess":
         from hark_operator.clients.inprocess import InProcessProcessor
         from hark_serving.config import load_settings
@@ -85,11 +87,17 @@ def build_processor(settings: OperatorSettings, identity: str, stores: Stores) -
         return InProcessProcessor(
             load_settings(), workers=settings.max_in_flight, profiles=stores.profiles
         )
+    token_source = None
+    if settings.api_token_secret and kube is not None:
+        token_source = SecretToken(
+            kube.read_secret, settings.operator_namespace, settings.api_token_secret
+        )
     return ServeProcessor(
         settings.serve_url,
         token=settings.api_token,
         timeout=settings.item_timeout_seconds,
         identity=identity,
+        token_source=token_source,
     )
 
 
@@ -143,7 +151,7 @@ class Runtime:
             namespace=settings.operator_namespace,
             refresh_seconds=settings.credentials_refresh_seconds,
         )
-        self.processor = processor or build_processor(settings, identity, self.stores)
+        self.processor = processor or build_processor(settings, identity, self.stores, kube)
         self.dispatcher = Dispatcher(
             self.processor,
             max_in_flight=settings.max_in_flight,

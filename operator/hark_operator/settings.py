@@ -39,6 +39,13 @@ class OperatorSettings(StorageSettings):
         "http://hark-serve:8000", description="Base URL of the Serve application `hark`."
     )
     api_token: str | None = Field(None, description="Bearer token for the Serve app, if any.")
+    api_token_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[-._a-zA-Z0-9]+)?$",
+        description="Secret (`name` or `name/key`, key `token` by default) in the operator's "
+        "namespace holding the Serve app's bearer token; read again whenever the app refuses "
+        "it, so a fixed or rotated token is used without a restart. Wins over HARK_API_TOKEN.",
+    )
     max_in_flight: int = Field(32, ge=1, le=10000, description="Items in flight over all jobs.")
     item_timeout_seconds: float = Field(
         3600.0, gt=0, description="Give up on one try of an item after this long."

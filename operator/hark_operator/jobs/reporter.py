@@ -27,10 +27,13 @@ from hark_operator.resource.models import (
     JobStatus,
     Phase,
 )
+from hark_serving.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 3
+# Re-read at once, then a short jittered wait, so two writers do not collide again in step.
+CONFLICT_BACKOFF = RetryPolicy(base=0.05, cap=0.5, attempts=CONFLICT_RETRIES + 1)
 
 
 class Conflict(Exception):
@@ -220,7 +223,7 @@ class Reporter:
                 except Conflict:
                     log.debug("status write conflicted (try %d); reading again", attempt + 1)
                     self.previous, self.resource_version = await self.writer.read()
-                    await asyncio.sleep(0.05 * attempt)
+                    await asyncio.sleep(CONFLICT_BACKOFF.delay(attempt + 1))
             log.warning("status not written after %d conflicts; next round", CONFLICT_RETRIES)
             return False
 

@@ -26,9 +26,11 @@ from .conftest import (
     get_job,
     hark_env,
     job_manifest,
+    json_versions,
     keys,
     kopf_operator,
     operator_environ,
+    purge_versions,
     upload,
     wait_phase,
 )
@@ -38,26 +40,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 pytestmark = pytest.mark.integration
-
-
-def json_versions(s3: S3Client, bucket: str) -> Counter[str]:
-    versions: Counter[str] = Counter()
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="out/"):
-        for v in page.get("Versions", []):
-            if v["Key"].endswith(".wav.json"):
-                versions[v["Key"]] += 1
-    return versions
-
-
-def purge_versions(s3: S3Client, bucket: str) -> None:
-    """A versioned bucket keeps deleted objects; remove every version for the teardown."""
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", [])]
-        doomed += [
-            {"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", [])
-        ]
-        if doomed:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
 
 
 def start_operator(environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
