@@ -14,7 +14,6 @@ between, in-process or on a Serve Transcriber.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
@@ -24,13 +23,14 @@ from pathlib import Path
 from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
 from hark_serving.engine.recognition import Recognized
 from hark_serving.engine.vad import SpeechDetector
-from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound
+from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound, SourceChanged
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
-from hark_serving.runs.local import SOURCE_ETAG_METADATA
 from hark_serving.storage.profiles import StorageProfiles
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri, parse_s3_uri
-from hark_serving.transcript.schema import ModelInfo, utc_now, validate_result
+from hark_serving.transcript.error_record import ErrorRecord, render_error_record
+from hark_serving.transcript.outputs import is_current, recorded_etag, source_metadata
+from hark_serving.transcript.schema import ModelInfo, validate_result
 from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class ItemRunner:
     @staticmethod
     def is_current(store: S3Store, output: S3Uri, etag: str) -> bool:
         info = store.head_metadata(S3Uri(output.bucket, output.key + ".json"))
-        return info is not None and info.get(SOURCE_ETAG_METADATA) == etag
+        return is_current(recorded_etag(info), etag)
 
     def finish(
         self,
@@ -138,11 +138,21 @@ class ItemRunner:
                 S3Uri(output.bucket, f"{output.key}.{fmt}"),
                 render(transcript, fmt).encode(),
                 CONTENT_TYPES[fmt] + "; charset=utf-8",
-                {SOURCE_ETAG_METADATA: etag},
+                source_metadata(etag),
             )
         error_key = S3Uri(output.bucket, f"{output.key}.error.json")
         if store.head(error_key) is not None:
             store.delete(error_key)
+        # The input may have been re-uploaded while it was transcribed: its new bytes
+        # need a transcript too, so the caller tries again (the JSON records the old
+        # ETag, so the next try is not skipped).
+        now = store.head(parse_s3_uri(req.input_uri))
+        if now is not None and not is_current(etag, now.clean_etag):
+            raise SourceChanged(
+                f"re-uploaded while it was transcribed (ETag {etag} → {now.clean_etag}); "
+                "transcribing the new content",
+                subject=req.input_uri,
+            )
         return ItemResult(
             status="succeeded",
             input_uri=req.input_uri,
@@ -178,20 +188,10 @@ class ItemRunner:
 def write_error_object(
     store: S3Store, output: S3Uri, req: ItemRequest, error: HarkError, etag: str | None
 ) -> None:
-    doc = {
-        "code": error.code,
-        "message": str(error),
-        "attempts": req.attempt,
-        "source": {"uri": req.input_uri, "etag": etag},
-        "job": req.job,
-        "created_at": utc_now(),
-    }
-    store.put_bytes(
-        S3Uri(output.bucket, f"{output.key}.error.json"),
-        (json.dumps(doc, indent=2) + "\n").encode(),
-        "application/json",
-        {SOURCE_ETAG_METADATA: etag or ""},
+    record = ErrorRecord.of(
+        error.code, str(error), uri=req.input_uri, etag=etag, attempts=req.attempt, job=req.job
     )
+    store.put_bytes(S3Uri(output.bucket, f"{output.key}.error.json"), *render_error_record(record))
 
 
 def run_item(

@@ -30,7 +30,7 @@ from ray.serve.handle import DeploymentHandle
 from hark_serving.engine.factory import build_detector, segmenting
 from hark_serving.engine.pipeline import PreparedFile, SegmentWork, assemble, prepare
 from hark_serving.engine.recognition import Recognized
-from hark_serving.errors import HarkError, InternalError, StorageUnavailable
+from hark_serving.errors import HarkError, InternalError, SourceChanged, StorageUnavailable
 from hark_serving.retry import RetryPolicy, retry_async
 from hark_serving.runs.items import ItemRunner, Started
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
@@ -171,7 +171,8 @@ class Worker:
             result = await retry_async(
                 lambda: self._item_once(req, batches, since),
                 policy,
-                retry_on=(StorageUnavailable,),
+                # An outage of the store, or the input re-uploaded mid-transcription.
+                retry_on=(StorageUnavailable, SourceChanged),
                 describe=req.input_uri,
             )
             return ItemReply(result, tuple(batches))
