@@ -43,6 +43,7 @@ from hark_operator.errors import JobConfigError
 from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
 from hark_operator.jobs.progress import JobTracker
+from hark_operator.jobs.refused import refuse
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
 from hark_operator.jobs.summary_store import Kind, SummaryKeeper
@@ -121,6 +122,7 @@ class JobRunner:
         # output base → input etag of failures whose error record could not be written
         self._unrecorded: OrderedDict[str, str] = OrderedDict()
         self._failure_events = 0
+        self._refused: set[str] = set()  # inputs whose keys the worker refuses, reported
         self._gate_seen = env.dispatcher.gate.changes
         self._said_paused = False
 
@@ -275,6 +277,9 @@ class JobRunner:
                     if item.state == "pending" and self._unrecorded.get(item.key) == item.etag:
                         item = replace(item, state="failed")  # see _on_outcome
                     self.tracker.scanned(item)
+                    if item.problem is not None:
+                        await self._refuse(item)
+                        continue
                     if item.state == "pending":
                         if not self.env.dispatcher.busy(item.key):
                             work = WorkItem(
@@ -292,6 +297,15 @@ class JobRunner:
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         log.debug("%s: scanned %d inputs, %d pending", self.key, tally.total, tally.pending)
         return tally
+
+    async def _refuse(self, item: PlanItem) -> None:
+        """An input whose keys the worker would refuse: failed with the reason, once."""
+        if item.key in self._refused:
+            return
+        self._refused.add(item.key)
+        failure = await refuse(item, self.key, self.env.dispatcher.recorder, self.env.wall())
+        self.tracker.seed_failures([failure])
+        self.summary.tally.add_failure(failure.key, failure.reason, failure.message)
 
     def _request(self, spec: JobSpec, item: PlanItem) -> ItemRequest:
         return ItemRequest(

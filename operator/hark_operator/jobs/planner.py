@@ -36,7 +36,15 @@ from typing import Literal
 
 from hark_serving.errors import InvalidUri
 from hark_serving.storage.s3 import ObjectInfo, S3Store
-from hark_serving.storage.uris import S3Uri, as_prefix, matches, relative_key
+from hark_serving.storage.uris import (
+    S3Uri,
+    as_prefix,
+    key_problem,
+    matches,
+    output_key_problem,
+    relative_key,
+    safe_relative,
+)
 from hark_serving.transcript.outputs import is_current, recorded_etag
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,9 @@ class PlanItem:
     etag: str
     state: ItemState
     preexisting: bool = False  # its result predates the job: nothing was done for it
+    # Why the worker would refuse its keys (`uris.key_problem`): failed, never dispatched.
+    problem: str | None = None
+    has_error_record: bool = False
 
     @property
     def key(self) -> str:
@@ -200,6 +211,18 @@ def classify(
     return "pending", False
 
 
+def keys_problem(input_key: str, relative: str, output_prefix_key: str) -> str | None:
+    """Why the worker would refuse this input or its outputs: the same checks it makes."""
+    problem = key_problem(input_key)
+    if problem is not None:
+        return f"the input key: {problem}"
+    try:
+        safe_relative(relative)
+    except InvalidUri as exc:
+        return f"the input key: {exc.message}"
+    return output_key_problem(output_prefix_key + relative)
+
+
 class Planner:
     """Scans one job's prefixes; every call lists afresh (S3 is the source of truth)."""
 
@@ -226,10 +249,7 @@ class Planner:
                 try:
                     rel = relative_key(obj.key, uri.key)
                 except InvalidUri:
-                    log.warning(
-                        "s3://%s/%s: key cannot map to an output; left out", uri.bucket, obj.key
-                    )
-                    continue
+                    rel = obj.key[len(uri.key) :]  # counted, and failed with the reason
                 if matches(rel, include, exclude):
                     yield rel, obj
 
@@ -261,6 +281,19 @@ class Planner:
         self.store.check_allowed(out)
         listed, narrow, inputs = self._inputs(input_uri, include, exclude)
         for rel, info, json, error in merge_join(inputs, self._outputs(out, narrow)):
+            problem = keys_problem(info.key, rel, out.key)
+            if problem is not None:
+                yield PlanItem(
+                    relative=rel,
+                    input=S3Uri(listed.bucket, info.key),
+                    output_base=S3Uri(out.bucket, out.key + rel),
+                    size=info.size,
+                    etag=info.clean_etag,
+                    state="failed",
+                    problem=problem,
+                    has_error_record=error is not None,
+                )
+                continue
             state, preexisting = classify(
                 info, json, error, overwrite=overwrite, since=since, records=records
             )

@@ -27,7 +27,7 @@ from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFoun
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.storage.profiles import StorageProfiles
 from hark_serving.storage.s3 import S3Store
-from hark_serving.storage.uris import S3Uri, parse_s3_uri
+from hark_serving.storage.uris import S3Uri, output_key_problem, parse_s3_uri
 from hark_serving.transcript.error_record import ErrorRecord, render_error_record
 from hark_serving.transcript.outputs import is_current, recorded_etag, source_metadata
 from hark_serving.transcript.schema import ModelInfo, validate_result
@@ -69,6 +69,9 @@ class ItemRunner:
         source, output = parse_s3_uri(req.input_uri), parse_s3_uri(req.output_uri)
         if source.is_prefix or output.is_prefix:
             raise InvalidUri("input_uri and output_uri must name objects, not prefixes")
+        problem = output_key_problem(output.key)
+        if problem is not None:
+            raise InvalidUri(f"{problem}; shorten the input's path", subject=req.input_uri)
         store.check_allowed(source)
         store.check_allowed(output)
         return store, source, output

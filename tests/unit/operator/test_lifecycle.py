@@ -369,3 +369,34 @@ def test_an_access_error_during_a_watch_scan_is_a_condition_and_a_retry() -> Non
         await h.close()
 
     run(main())
+
+
+def test_keys_the_worker_refuses_are_counted_as_failed_with_the_reason() -> None:
+    """An AWS-like store takes `a//b.wav` and `./b.wav`; the worker never would."""
+    from hark_serving.storage.uris import S3Uri as Uri
+
+    async def main() -> None:
+        store = FakeStore()
+        good = ["a b.wav", "ünï/語音.wav", "a+b.wav"]
+        for key in good:
+            store.put_bytes(Uri("in-b", f"calls/{key}"), b"audio")
+        # The last input key is 1021 bytes (allowed), its error record's would be 1026.
+        bad = ["x//b.wav", "./c.wav", "/".join(["d" * 200] * 5) + "/eeeeee.wav"]
+        for key in bad:
+            store.put_bytes(Uri("in-b", f"calls/{key}"), b"audio")
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.counts.total == 6 and status.counts.succeeded == 3
+        assert status.counts.failed == 3 and status.counts.pending == 0
+        assert status.phase == "Succeeded"
+        assert {r.input_uri for r in h.worker.calls} == {f"s3://in-b/calls/{k}" for k in good}
+        reasons = {f.key.rsplit("/", 1)[-1][:8]: f for f in status.recent_failures}
+        assert all(f.reason == "invalid_uri" for f in status.recent_failures)
+        assert "empty path segment" in reasons["b.wav"].message
+        assert "'.' or '..'" in reasons["c.wav"].message
+        assert "output key" in reasons["eeeeee.w"].message and "1024" in reasons["eeeeee.w"].message
+        # The keys are kept as they are; a second scan reports them again, once each.
+        assert len(status.recent_failures) == 3
+
+    run(main())
