@@ -25,6 +25,7 @@ from hark_serving.engine.recognition import Recognized
 from hark_serving.engine.vad import SpeechDetector
 from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound, SourceChanged
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
+from hark_serving.storage.lease import Holding
 from hark_serving.storage.profiles import StorageProfiles
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri, output_key_problem, parse_s3_uri
@@ -115,6 +116,11 @@ class ItemRunner:
         merge = min(self.segmenting.merge_seconds, limit)
         return replace(self.segmenting, max_segment_seconds=limit, merge_seconds=merge)
 
+    def hold(self, req: ItemRequest) -> Holding:
+        """The output's lease, held until `close()`; `OutputBusy` while another has it."""
+        store, _, output = self._locate(req)
+        return Holding(store, output)
+
     @staticmethod
     def is_current(store: S3Store, output: S3Uri, etag: str) -> bool:
         info = store.head_metadata(S3Uri(output.bucket, output.key + ".json"))
@@ -204,6 +210,19 @@ def run_item(
     model: ModelInfo,
 ) -> ItemResult:
     """The whole item in one thread: for the embedded mode and tests."""
+    try:
+        with runner.hold(req):
+            return _run_held(runner, req, recognize, model)
+    except HarkError as exc:
+        return runner.fail(req, exc)
+
+
+def _run_held(
+    runner: ItemRunner,
+    req: ItemRequest,
+    recognize: Callable[[PreparedFile], tuple[list[Recognized], float]],
+    model: ModelInfo,
+) -> ItemResult:
     try:
         started = runner.begin(req)
         if isinstance(started, ItemResult):

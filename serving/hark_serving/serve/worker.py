@@ -187,6 +187,16 @@ class Worker:
     async def _item_once(
         self, req: ItemRequest, batches: list[BatchStats], since: float
     ) -> ItemResult:
+        # One flight per output across every Worker replica and every sender.
+        holding = await self._run(self.runner.hold, req)
+        try:
+            return await self._item_held(req, batches, since)
+        finally:
+            await self._run(holding.close)
+
+    async def _item_held(
+        self, req: ItemRequest, batches: list[BatchStats], since: float
+    ) -> ItemResult:
         started = await self._run(self.runner.begin, req)
         if isinstance(started, ItemResult):
             return started
