@@ -31,7 +31,7 @@ from hark_serving.storage.uris import S3Uri
 log = logging.getLogger(__name__)
 
 LEASE_SUFFIX = ".hark-lease"
-LEASE_SECONDS = 300.0  # a holder renews every third of this
+LEASE_SECONDS = 60.0  # a holder renews every third of this; a dead one blocks this long
 
 
 class OutputBusy(StorageError):

@@ -8,14 +8,18 @@ exactly one version, and no file may get an error record.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from tests.env.environment import Environment
 from tests.env.kube import apply_yaml, wait_for
+from tests.fixtures import audio
 from tests.integration.serve.conftest import app_args, wait_ready
 
 from .conftest import (
@@ -246,3 +250,92 @@ def test_a_batch_job_in_which_every_file_fails_is_not_succeeded(
     assert status["counts"]["failed"] == 3 and status["counts"]["succeeded"] == 0
     assert condition(job, "Failed")["reason"] == "AllFilesFailed"
     assert len([k for k in keys(s3, bucket, "out/") if k.endswith(".error.json")]) == 3
+
+
+def _post(url: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{url}/v1/items", json=body, timeout=600)
+
+
+def test_one_flight_per_output_whoever_sends_the_requests(
+    test_env: Environment,
+    versioned: str,
+    s3: S3Client,
+    tiny_model_dir: Path,
+    serve_url: str,
+    tmp_path: Path,
+) -> None:
+    """Six senders at once (two operators, a retry after a timeout, HTTP clients): the
+    real app transcribes the output once, and every sender learns it is taken care of."""
+    bucket = versioned
+    long = audio.long_speech(tmp_path / "long.wav", 1)
+    upload(s3, bucket, {"in/long.wav": long})
+    body = {"input_uri": f"s3://{bucket}/in/long.wav", "output_uri": f"s3://{bucket}/out/long.wav"}
+    app = App(
+        serve_url,
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+    )
+    app.up()
+    try:
+        start = threading.Barrier(6)
+
+        def send(_: int) -> httpx.Response:
+            start.wait()
+            return _post(serve_url, body)
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(send, range(6)))
+        statuses = sorted(
+            r.json()["status"] if r.status_code == 200 else r.json()["error"]["code"]
+            for r in answers
+        )
+        # The ones turned away try again later, as the operator does, and find it current.
+        again = _post(serve_url, body)
+    finally:
+        app.down()
+    assert statuses.count("succeeded") == 1, statuses
+    assert set(statuses) <= {"succeeded", "skipped", "in_progress"}, statuses
+    assert again.json()["status"] == "skipped"
+    assert json_versions(s3, bucket) == {"out/long.wav.json": 1}
+    assert "out/long.wav.hark-lease" not in keys(s3, bucket, "out/")  # released
+
+
+def test_an_input_re_uploaded_during_its_transcription_ends_with_its_new_content(
+    test_env: Environment,
+    versioned: str,
+    s3: S3Client,
+    audio_dir: Path,
+    tiny_model_dir: Path,
+    serve_url: str,
+    tmp_path: Path,
+) -> None:
+    bucket = versioned
+    long = audio.long_speech(tmp_path / "long.wav", 1)
+    upload(s3, bucket, {"in/x.wav": long})
+    body = {"input_uri": f"s3://{bucket}/in/x.wav", "output_uri": f"s3://{bucket}/out/x.wav"}
+    app = App(
+        serve_url,
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+    )
+    app.up()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(_post, serve_url, body)
+            # The lease appears once the worker has the item: replace the input then.
+            wait_for(
+                lambda: "out/x.wav.hark-lease" in keys(s3, bucket, "out/"),
+                timeout=120,
+                interval=0.05,
+                message="the item in flight",
+            )
+            upload(s3, bucket, {"in/x.wav": audio_dir / "one_sentence_16k.wav"})
+            result = answer.result(timeout=600)
+        new_etag = s3.head_object(Bucket=bucket, Key="in/x.wav")["ETag"].strip('"')
+    finally:
+        app.down()
+    assert result.status_code == 200, result.text
+    assert result.json()["etag"] == new_etag
+    doc = json.loads(s3.get_object(Bucket=bucket, Key="out/x.wav.json")["Body"].read())
+    assert doc["source"]["etag"] == new_etag
+    meta = s3.head_object(Bucket=bucket, Key="out/x.wav.json")["Metadata"]
+    assert meta["hark-source-etag"] == new_etag
+    assert doc["source"]["duration"] < 30  # the new, short file, not the minute-long one
