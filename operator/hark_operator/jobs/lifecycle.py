@@ -18,8 +18,10 @@ A scan lists both prefixes (planner), queues every pending input with the
 dispatcher and counts the rest. A Batch job waits until its queue drains and
 scans again; a scan that finds nothing pending and nothing in flight
 completes it. Nothing lives only in memory: a new runner (after a restart)
-scans S3 and carries on, and the first scan reads the existing transcripts'
-summaries so the job summary covers them too. Deleting the job cancels the
+scans S3 and carries on. The existing transcripts' summaries are read for the
+job summary by a separate pass in the background (`_seed_summary`), so a
+restart in a folder holding many transcripts dispatches a new upload as fast
+as the listing reaches it, whatever the history. Deleting the job cancels the
 runner; in-flight items are abandoned and outputs stay.
 """
 
@@ -46,7 +48,7 @@ from hark_operator.jobs.progress import JobTracker
 from hark_operator.jobs.refused import refuse
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
-from hark_operator.jobs.summary_store import Kind, SummaryKeeper
+from hark_operator.jobs.summary_store import SummaryKeeper
 from hark_operator.jobs.verdict import final_verdict, over_budget
 from hark_operator.jobs.work import Outcome, WorkItem
 from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
@@ -122,6 +124,7 @@ class JobRunner:
         # output base → input etag of failures whose error record could not be written
         self._unrecorded: OrderedDict[str, str] = OrderedDict()
         self._failure_events = 0
+        self._seeder: asyncio.Task[None] | None = None
         self._refused: set[str] = set()  # inputs whose keys the worker refuses, reported
         self._gate_seen = env.dispatcher.gate.changes
         self._said_paused = False
@@ -166,6 +169,9 @@ class JobRunner:
             await self.env.dispatcher.unregister(self.key)
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+            if self._seeder is not None:
+                self._seeder.cancel()
+                await asyncio.gather(self._seeder, return_exceptions=True)
             await self.summary.close()
             metrics.forget_job(self.key)
         await self.publish()
@@ -212,7 +218,16 @@ class JobRunner:
                 # Credentials are read again for every scan (rotated Secrets).
                 store = await self.env.stores.store(spec.storage.profile)
                 self.summary.store = store
-                tally = await self._scan(store, spec, seed=first)
+                if first:
+                    self._seeder = asyncio.create_task(
+                        self.summary.seed(
+                            Planner(store, page_size=self.env.page_size),
+                            spec,
+                            since=self.created,
+                            chunk=CHUNK,
+                        )
+                    )
+                tally = await self._scan(store, spec)
             except (StorageError, JobConfigError) as exc:
                 code = getattr(exc, "code", "storage_error")
                 lasting = not isinstance(exc, (StorageUnavailable, AccessDenied))
@@ -235,7 +250,7 @@ class JobRunner:
                 if tally.pending == 0 and self.env.dispatcher.load(self.key).open == 0:
                     verdict = final_verdict(self._counts(), spec.max_failed_files)
                     if verdict is not None:
-                        await self.summary.drain()
+                        await self._seeded()
                         await self._write_summary(spec, final=True)
                         return await self._fail(*verdict)
                     return await self._succeed(spec)
@@ -255,7 +270,12 @@ class JobRunner:
         await self.publish()
         await self._sleep(delay)
 
-    async def _scan(self, store: S3Store, spec: JobSpec, *, seed: bool) -> ScanTally:
+    async def _seeded(self) -> None:
+        if self._seeder is not None:
+            await asyncio.gather(self._seeder, return_exceptions=True)
+        await self.summary.drain()
+
+    async def _scan(self, store: S3Store, spec: JobSpec) -> ScanTally:
         started = time.perf_counter()
         planner = Planner(store, page_size=self.env.page_size)
         out = spec.output_prefix
@@ -280,15 +300,11 @@ class JobRunner:
                     if item.problem is not None:
                         await self._refuse(item)
                         continue
-                    if item.state == "pending":
-                        if not self.env.dispatcher.busy(item.key):
-                            work = WorkItem(
-                                item.key, self._request(spec, item), item.size, item.etag, tag
-                            )
-                            await self.env.dispatcher.submit(self.key, work)
-                    elif seed:
-                        kind: Kind = "json" if item.state == "done" else "error"
-                        await self.summary.add(kind, item.output_base, str(item.input))
+                    if item.state == "pending" and not self.env.dispatcher.busy(item.key):
+                        work = WorkItem(
+                            item.key, self._request(spec, item), item.size, item.etag, tag
+                        )
+                        await self.env.dispatcher.submit(self.key, work)
         except BaseException:
             self.tracker.abandon_scan()
             gen.close()
@@ -439,7 +455,7 @@ class JobRunner:
             self.summary_uri = str(target)
 
     async def _succeed(self, spec: JobSpec) -> bool:
-        await self.summary.drain()
+        await self._seeded()
         self.phase, self.completion_time = "Succeeded", self.env.wall()
         await self._write_summary(spec, final=True)
         c = self.tracker.counts(0)

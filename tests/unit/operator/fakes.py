@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class FakeStore:
     denied: int = 0  # the next N listings fail with AccessDenied (expired credentials)
     refuse_suffix: str = ""  # writes of keys ending so are refused (a bucket policy)
     puts: Counter[str] = field(default_factory=Counter)
+    gets: int = 0
+    read_delay: float = 0.0  # seconds each get_bytes takes (a slow store, a far region)
 
     def _tick(self) -> datetime:
         self.now += timedelta(seconds=1)
@@ -88,6 +91,9 @@ class FakeStore:
 
     def get_bytes(self, uri: S3Uri) -> bytes:
         self._maybe_fail(uri)
+        self.gets += 1
+        if self.read_delay:
+            time.sleep(self.read_delay)
         obj = self.objects.get((uri.bucket, uri.key))
         if obj is None:
             raise ObjectNotFound("no such object", subject=str(uri))

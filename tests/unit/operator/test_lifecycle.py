@@ -13,9 +13,10 @@ from hark_operator.jobs.lifecycle import JobEnv, JobRunner
 from hark_operator.jobs.reporter import Reporter
 from hark_operator.resource.models import JobRef, JobSpec, JobStatus
 from hark_operator.run import MemoryStatus
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.storage.uris import S3Uri
 
-from .fakes import Events, FakeStore, FakeStores, FakeWorker
+from .fakes import Events, FakeStore, FakeStores, FakeWorker, transcript
 
 T = TypeVar("T")
 REF = JobRef(namespace="ns", name="job", uid="u1")
@@ -398,5 +399,36 @@ def test_keys_the_worker_refuses_are_counted_as_failed_with_the_reason() -> None
         assert "output key" in reasons["eeeeee.w"].message and "1024" in reasons["eeeeee.w"].message
         # The keys are kept as they are; a second scan reports them again, once each.
         assert len(status.recent_failures) == 3
+
+    run(main())
+
+
+def test_after_a_restart_a_new_upload_does_not_wait_for_the_summary_of_the_old_ones() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        old = 1500
+        for i in range(old):
+            store.put(f"s3://in-b/calls/{i:05d}.mp3")
+            store.put(f"s3://out-b/t/{i:05d}.mp3.json", json.dumps(transcript()).encode())
+        store.put("s3://in-b/calls/zz-new.mp3")  # last in key order
+        store.read_delay = 0.002  # reading 1500 transcripts takes seconds
+        seen: list[int] = []
+        worker = FakeWorker(store)
+        original = worker.process
+
+        async def process(req: ItemRequest) -> ItemResult:
+            seen.append(store.gets)
+            return await original(req)
+
+        worker.process = process  # type: ignore[method-assign]
+        h = Harness(store, worker)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Succeeded" and status.counts.total == old + 1
+        assert status.counts.succeeded == old + 1 and status.counts.failed == 0
+        # Dispatched long before the summary had read the history...
+        assert seen and seen[0] < old // 2, seen
+        # ...which the summary still covers in the end.
+        assert store.gets >= old
 
     run(main())
