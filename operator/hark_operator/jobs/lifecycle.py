@@ -34,7 +34,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from pydantic import ValidationError
@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from hark_operator import metrics
 from hark_operator.clients.storage import Stores
 from hark_operator.errors import JobConfigError
+from hark_operator.jobs.claims import OutputClaims
 from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
 from hark_operator.jobs.progress import JobTracker
@@ -80,6 +81,7 @@ class JobEnv:
     retry_cap: float = 300.0
     page_size: int = 1000
     wall: Callable[[], datetime] = utcnow
+    claims: OutputClaims = field(default_factory=OutputClaims)
 
 
 def _take(gen: Generator[PlanItem, None, None], n: int) -> list[PlanItem]:
@@ -167,6 +169,7 @@ class JobRunner:
             finished = await self._main()
         finally:
             await self.env.dispatcher.unregister(self.key)
+            self.env.claims.release(self.key)
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
             if self._seeder is not None:
@@ -210,6 +213,15 @@ class JobRunner:
             if self.phase == "Suspended":
                 await self.reporter.event("Normal", "Resumed", "dispatching resumed")
             self.phase = "Watching" if spec.mode == "Watch" else "Running"
+            other = self.env.claims.claim(self.key, spec.output_prefix)
+            if other is not None:
+                waits += 1
+                message = (
+                    f"{spec.output_prefix} overlaps the output prefix of job {other}; "
+                    "waiting until that job is finished (give each job its own output prefix)"
+                )
+                await self._blocked("OutputConflict", message, policy.delay(waits))
+                continue
             if spec.mode == "Batch":
                 exceeded = over_budget(self._counts(), spec.max_failed_files)
                 if exceeded is not None:
@@ -244,7 +256,7 @@ class JobRunner:
                 )
                 continue
             if self.blocked is not None:
-                await self.reporter.event("Normal", "Recovered", "the prefixes can be read again")
+                await self.reporter.event("Normal", "Recovered", f"{self.blocked[0]} resolved")
             self.blocked, first, waits = None, False, 0
             if spec.mode == "Batch":
                 if tally.pending == 0 and self.env.dispatcher.load(self.key).open == 0:

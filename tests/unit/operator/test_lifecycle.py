@@ -432,3 +432,34 @@ def test_after_a_restart_a_new_upload_does_not_wait_for_the_summary_of_the_old_o
         assert store.gets >= old
 
     run(main())
+
+
+def test_a_second_job_on_the_same_output_prefix_waits_and_says_why() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        first = await h.job(spec())
+        env = first.env
+        events = Events()
+        second = JobRunner(
+            JobRef(namespace="ns", name="other", uid="u2"),
+            lambda: spec(input={"uri": "s3://in-b/calls/deep/"}, output={"uri": "s3://out-b/t/"}),
+            Reporter(MemoryStatus(), events),
+            env,
+        )
+        env.claims.claim(first.key, spec().output_prefix)  # the first job is running
+        task = asyncio.create_task(second.run())
+        while "OutputConflict" not in events.reasons():
+            await asyncio.sleep(0.01)
+        assert second.blocked is not None and "ns/job" in second.blocked[1]
+        assert h.worker.calls == []  # nothing of the second job was dispatched
+        status = await first.run()  # runs to the end, then frees the prefix
+        assert status.phase == "Succeeded"
+        other = await asyncio.wait_for(task, 10)
+        await h.close()
+        assert other.phase == "Succeeded" and "Recovered" in events.reasons()
+        cond = {c.type: c for c in other.conditions}
+        assert cond["Progressing"].reason == "Completed"
+
+    run(main())
