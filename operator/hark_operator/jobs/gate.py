@@ -96,3 +96,33 @@ class Gate:
         if not self.state.available:
             self.state = AVAILABLE
             self.changes += 1
+
+
+class GateNews:
+    """What one job should announce about the gate since it last looked: (type, reason,
+    message) of an Event, or None. A pause is announced to jobs that are running; the
+    resumption to those that heard of the pause."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.seen = gate.changes
+        self.said_paused = False
+
+    def news(self, *, active: bool) -> tuple[str, str, str] | None:
+        if self.gate.changes == self.seen:
+            return None
+        self.seen = self.gate.changes
+        state = self.gate.state
+        if state.available:
+            if not self.said_paused:
+                return None
+            self.said_paused = False
+            return ("Normal", "ProcessorAvailable", "dispatching resumed")
+        if not active:
+            return None
+        self.said_paused = True
+        return (
+            "Warning",
+            state.reason,
+            f"dispatching paused for every job, files stay pending: {state.message}",
+        )

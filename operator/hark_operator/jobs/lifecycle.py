@@ -44,6 +44,7 @@ from hark_operator.clients.storage import Stores
 from hark_operator.errors import JobConfigError
 from hark_operator.jobs.claims import OutputClaims
 from hark_operator.jobs.dispatcher import Dispatcher
+from hark_operator.jobs.gate import GateNews
 from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
 from hark_operator.jobs.progress import JobTracker
 from hark_operator.jobs.refused import refuse
@@ -128,8 +129,7 @@ class JobRunner:
         self._failure_events = 0
         self._seeder: asyncio.Task[None] | None = None
         self._refused: set[str] = set()  # inputs whose keys the worker refuses, reported
-        self._gate_seen = env.dispatcher.gate.changes
-        self._said_paused = False
+        self._gate_news = GateNews(env.dispatcher.gate)
 
     @property
     def key(self) -> str:
@@ -425,22 +425,9 @@ class JobRunner:
 
     async def _announce_processor(self) -> None:
         """An Event on this job when the shared processor gate flipped since the last look."""
-        gate = self.env.dispatcher.gate
-        if gate.changes == self._gate_seen:
-            return
-        self._gate_seen = gate.changes
-        state = gate.state
-        if state.available:
-            if self._said_paused:
-                self._said_paused = False
-                await self.reporter.event("Normal", "ProcessorAvailable", "dispatching resumed")
-        elif self.phase in ("Running", "Watching"):
-            self._said_paused = True
-            await self.reporter.event(
-                "Warning",
-                state.reason,
-                f"dispatching paused for every job, files stay pending: {state.message}",
-            )
+        news = self._gate_news.news(active=self.phase in ("Running", "Watching"))
+        if news is not None:
+            await self.reporter.event(*news)
 
     async def _publish_loop(self) -> None:
         while True:
