@@ -86,6 +86,11 @@ class Stores:
         self._cache[name] = (store, self.clock())
         return store
 
+    def forget(self, profile: str | None) -> None:
+        """Drop the cached store of a profile: its Secret is read again on next use
+        (after the store refused the credentials: they may have been rotated)."""
+        self._cache.pop(profile or self.profiles.spec.default, None)
+
     async def _credentials(self, profile: str, secret: str) -> Credentials:
         assert self.secrets is not None
         where = f"Secret {self.namespace}/{secret} of storage profile {profile!r}"

@@ -243,6 +243,8 @@ class JobRunner:
             except (StorageError, JobConfigError) as exc:
                 code = getattr(exc, "code", "storage_error")
                 lasting = not isinstance(exc, (StorageUnavailable, AccessDenied))
+                if isinstance(exc, AccessDenied):
+                    self.env.stores.forget(spec.storage.profile)  # rotated? read it again
                 if spec.mode == "Batch" and lasting:
                     return await self._fail(_reason(code), str(exc))
                 waits += 1

@@ -263,6 +263,7 @@ class FakeStores:
         from concurrent.futures import ThreadPoolExecutor
 
         self.fake = store
+        self.forgotten = 0
         self._pool = ThreadPoolExecutor(max_workers=2)
 
     async def store(self, profile: str | None) -> FakeStore:
@@ -271,6 +272,9 @@ class FakeStores:
         if profile == "missing":
             raise JobConfigError("unknown storage profile 'missing'")
         return self.fake
+
+    def forget(self, profile: str | None) -> None:
+        self.forgotten += 1
 
     async def run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -365,6 +365,7 @@ def test_an_access_error_during_a_watch_scan_is_a_condition_and_a_retry() -> Non
             await asyncio.sleep(0.01)
         assert runner.phase == "Watching" and runner.blocked is None
         assert "Recovered" in h.events.reasons()
+        assert h.stores.forgotten >= 1  # the profile's Secret is read again after a refusal
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await h.close()
