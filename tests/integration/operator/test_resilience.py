@@ -31,6 +31,7 @@ from .conftest import (
     kopf_operator,
     operator_environ,
     purge_versions,
+    serve_profiles,
     upload,
     wait_phase,
 )
@@ -70,21 +71,29 @@ def test_killed_operator_restarts_and_finishes_without_repeating_work(
     bucket: str,
     s3: S3Client,
     audio_dir: Path,
-    item_server: ItemServer,
-    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_dir: Path,
+    serve_url: str,
     tmp_path: Path,
 ) -> None:
+    """SIGKILL the operator mid-job, with the real Serve app behind it."""
+    from tests.integration.serve.conftest import app_args, deploy
+
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     files = {f"in/{i:02d}.wav": audio_dir / "one_sentence_16k.wav" for i in range(12)}
     upload(s3, bucket, files)
     create_secret(test_env, namespace)
-    monkeypatch.setattr(item_server, "slow_seconds", 0.4)
     health, metrics = services.free_port(), services.free_port()
     environ = operator_environ(
-        test_env, namespace, tmp_path, item_server.url,  # type: ignore[attr-defined]
+        test_env, namespace, tmp_path, serve_url,
         HARK_HEALTH_PORT=str(health), HARK_METRICS_PORT=str(metrics),
+        HARK_RETRY_BASE_SECONDS="2", HARK_RETRY_MAX_SECONDS="300",  # the defaults
     )  # fmt: skip
     log = tmp_path / "operator.log"
+    app = deploy(
+        serve_url,
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+    )
+    app.__enter__()
     first = start_operator(environ, log)
     try:
         apply_yaml(test_env, job_manifest("crash", bucket, parallelism=3), namespace=namespace)
@@ -108,6 +117,7 @@ def test_killed_operator_restarts_and_finishes_without_repeating_work(
         versions = json_versions(s3, bucket)
     finally:
         stop(first)
+        app.__exit__(None, None, None)
         purge_versions(s3, bucket)
     assert done_at_kill < 12, "the kill came too late to test anything"
     status = job["status"]
