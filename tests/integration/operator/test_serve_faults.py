@@ -339,3 +339,41 @@ def test_an_input_re_uploaded_during_its_transcription_ends_with_its_new_content
     meta = s3.head_object(Bucket=bucket, Key="out/x.wav.json")["Metadata"]
     assert meta["hark-source-etag"] == new_etag
     assert doc["source"]["duration"] < 30  # the new, short file, not the minute-long one
+
+
+def test_odd_keys_go_end_to_end_and_the_counts_add_up(
+    test_env: Environment,
+    hark_crds: Path,
+    namespace: str,
+    bucket: str,
+    s3: S3Client,
+    audio_dir: Path,
+    tiny_model_dir: Path,
+    serve_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Spaces, unicode, `+`, `=` and `&` in keys (`//`, `./` and keys past 1024 bytes,
+    which MinIO itself refuses, are covered by the unit tests with AWS's rules)."""
+    odd = ["in/a b.wav", "in/ünïcödé/語音 1.wav", "in/a+b=c&d.wav", "in/x%20y.wav"]
+    upload(s3, bucket, {k: audio_dir / "one_sentence_16k.wav" for k in odd})
+    create_secret(test_env, namespace)
+    app = App(
+        serve_url,
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+    )
+    environ = operator_environ(test_env, namespace, tmp_path, serve_url)
+    app.up()
+    try:
+        with kopf_operator(monkeypatch, environ, namespace):
+            apply_yaml(test_env, job_manifest("odd", bucket), namespace=namespace)
+            job = wait_phase(test_env, namespace, "odd", {"Succeeded", "Failed"}, timeout=180)
+    finally:
+        app.down()
+    counts = job["status"]["counts"]
+    assert job["status"]["phase"] == "Succeeded", job["status"]
+    assert (counts["total"], counts["succeeded"], counts["failed"]) == (4, 4, 0)
+    out = set(keys(s3, bucket, "out/"))
+    assert {"out/" + k[len("in/") :] + ".json" for k in odd} <= out
+    doc = json.loads(s3.get_object(Bucket=bucket, Key="out/ünïcödé/語音 1.wav.json")["Body"].read())
+    assert doc["source"]["uri"] == f"s3://{bucket}/in/ünïcödé/語音 1.wav"
