@@ -61,11 +61,19 @@ class App:
         wait_ready(self.url)
 
     def down(self) -> None:
+        """Delete the app; Serve drains requests in flight first, which on a busy
+        machine can outlast one `serve.delete` wait."""
         from ray import serve
 
         from hark_serving.serve.app import APP_NAME
 
-        serve.delete(APP_NAME)
+        for attempt in range(5):
+            try:
+                serve.delete(APP_NAME)
+                return
+            except TimeoutError:
+                if attempt == 4:
+                    raise
 
 
 @pytest.fixture
