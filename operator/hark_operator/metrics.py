@@ -64,3 +64,12 @@ def forget_job_progress(job: str) -> None:
     for gauge in (BACKLOG_OLDEST, JOB_LAST_PROGRESS):
         with contextlib.suppress(KeyError):
             gauge.remove(job)
+
+
+# Appended: whether the processor (the Serve app) takes work. 0 while dispatch is
+# paused because it is unreachable or refuses the operator's credential.
+PROCESSOR_AVAILABLE = Gauge(
+    "hark_processor_available",
+    "1 while the item processor takes work; 0 while dispatch is paused for every job.",
+)
+PROCESSOR_AVAILABLE.set(1)

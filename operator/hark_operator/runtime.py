@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from hark_operator.clients.kube import KubeClient, is_conflict
-from hark_operator.clients.serve import ServeProcessor
+from hark_operator.clients.serve import SecretToken, ServeProcessor
 from hark_operator.clients.storage import ErrorRecorder, Stores
-from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
 from hark_operator.jobs.reporter import Conflict, Reporter
 from hark_operator.jobs.work import Processor
@@ -30,6 +30,7 @@ from hark_operator.scaling.policy import Decision
 from hark_operator.scaling.serve_api import ServeApiScaler
 from hark_operator.settings import OperatorSettings
 from hark_serving.errors import ConfigError
+from hark_serving.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ def status_of(raw: Any) -> JobStatus:
         return JobStatus()
 
 
-def build_processor(settings: OperatorSettings, identity: str, stores: Stores) -> Processor:
+def build_processor(
+    settings: OperatorSettings, identity: str, stores: Stores, kube: KubeClient | None = None
+) -> Processor:
     if settings.processor == "inprocess":
         from hark_operator.clients.inprocess import InProcessProcessor
         from hark_serving.config import load_settings
@@ -84,11 +87,17 @@ def build_processor(settings: OperatorSettings, identity: str, stores: Stores) -
         return InProcessProcessor(
             load_settings(), workers=settings.max_in_flight, profiles=stores.profiles
         )
+    token_source = None
+    if settings.api_token_secret and kube is not None:
+        token_source = SecretToken(
+            kube.read_secret, settings.operator_namespace, settings.api_token_secret
+        )
     return ServeProcessor(
         settings.serve_url,
         token=settings.api_token,
         timeout=settings.item_timeout_seconds,
         identity=identity,
+        token_source=token_source,
     )
 
 
@@ -142,16 +151,21 @@ class Runtime:
             namespace=settings.operator_namespace,
             refresh_seconds=settings.credentials_refresh_seconds,
         )
-        self.processor = processor or build_processor(settings, identity, self.stores)
+        self.processor = processor or build_processor(settings, identity, self.stores, kube)
         self.dispatcher = Dispatcher(
             self.processor,
             max_in_flight=settings.max_in_flight,
             item_timeout=settings.item_timeout_seconds,
-            backoff=Backoff(base=settings.retry_base_seconds, cap=settings.retry_max_seconds),
+            backoff=RetryPolicy(
+                base=settings.retry_base_seconds, cap=settings.retry_max_seconds, attempts=None
+            ),
             recorder=ErrorRecorder(self.stores),
         )
         self.env = JobEnv(
-            self.dispatcher, self.stores, status_interval=settings.status_interval_seconds
+            self.dispatcher,
+            self.stores,
+            status_interval=settings.status_interval_seconds,
+            retry_cap=settings.retry_max_seconds,
         )
         self.jobs: dict[str, JobRunner] = {}
         self.scaler = scaler or build_scaler(settings, kube, self.processor)

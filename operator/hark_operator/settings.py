@@ -39,12 +39,23 @@ class OperatorSettings(StorageSettings):
         "http://hark-serve:8000", description="Base URL of the Serve application `hark`."
     )
     api_token: str | None = Field(None, description="Bearer token for the Serve app, if any.")
+    api_token_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[-._a-zA-Z0-9]+)?$",
+        description="Secret (`name` or `name/key`, key `token` by default) in the operator's "
+        "namespace holding the Serve app's bearer token; read again whenever the app refuses "
+        "it, so a fixed or rotated token is used without a restart. Wins over HARK_API_TOKEN.",
+    )
     max_in_flight: int = Field(32, ge=1, le=10000, description="Items in flight over all jobs.")
     item_timeout_seconds: float = Field(
         3600.0, gt=0, description="Give up on one try of an item after this long."
     )
-    retry_base_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles.")
-    retry_max_seconds: float = Field(300.0, ge=0, description="Longest retry delay.")
+    retry_base_seconds: float = Field(
+        2.0, ge=0, description="Largest first retry delay (full jitter); doubles each try."
+    )
+    retry_max_seconds: float = Field(
+        300.0, ge=0, description="Cap on every retry delay (items, paused dispatch, scans)."
+    )
     status_interval_seconds: float = Field(
         2.0, gt=0, description="How often a job's status is written while it changes."
     )

@@ -16,7 +16,9 @@
     │   ├── ObjectNotFound       not_found
     │   ├── AccessDenied         access_denied
     │   ├── BucketNotAllowed     bucket_not_allowed
-    │   └── StorageUnavailable   storage_unavailable   (transient)
+    │   ├── StorageUnavailable   storage_unavailable   (transient)
+    │   └── SourceChanged        source_changed        (transient: the input was re-uploaded
+    │                                                   while it was transcribed)
     ├── ModelError               model_unavailable
     ├── ConfigError              invalid_config
     └── InternalError            internal              (a bug; the message says where)
@@ -107,6 +109,13 @@ class BucketNotAllowed(StorageError):
 
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
+    transient = True
+
+
+class SourceChanged(StorageError):
+    """The input's ETag changed while it was transcribed; another try makes its transcript."""
+
+    code = "source_changed"
     transient = True
 
 

@@ -8,9 +8,11 @@ What the answer means for a retry:
   a 5xx result is always worth another try);
 - connection errors, timeouts, and 429 or 5xx without a result (a replica
   died, the app is starting or overloaded): `ProcessorUnavailable`, retried;
-- 401, 403, 404 without a result: the operator's configuration is wrong
-  (token, URL), which the platform team can fix while items wait:
-  `ProcessorUnavailable` as well;
+- 401, 403 without a result: the app refuses the operator's token:
+  `ProcessorRefused` (a `ProcessorUnavailable`); dispatch pauses until it is
+  fixed (a token Secret is read again before the next try);
+- 404 without a result: no app at that route (not deployed yet, being
+  replaced, or a wrong URL): `ProcessorUnavailable`;
 - other 4xx without a result: the request itself is wrong: a failed result,
   not retried.
 """
@@ -18,17 +20,45 @@ What the answer means for a retry:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
 from pydantic import ValidationError
 
-from hark_operator.errors import ProcessorUnavailable
+from hark_operator.errors import ProcessorRefused, ProcessorUnavailable
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 
 log = logging.getLogger(__name__)
 
 ITEMS_PATH = "/v1/items"
 CONFIG_STATUSES = {401, 403, 404}
+REFUSING_STATUSES = {401, 403}  # the credential; a 404 is a missing route (app not deployed)
+TokenSource = Callable[[], Awaitable[str | None]]
+
+
+class SecretToken:
+    """The bearer token from a Secret, cached until the app refuses it (then read again)."""
+
+    def __init__(self, read: Callable[[str, str], Awaitable[dict[str, str]]], namespace: str,
+                 ref: str) -> None:  # fmt: skip
+        self.read, self.namespace = read, namespace
+        self.name, _, key = ref.partition("/")
+        self.key = key or "token"
+        self._token: str | None = None
+        self._fresh = False
+
+    def invalidate(self) -> None:
+        self._fresh = False
+
+    async def __call__(self) -> str | None:
+        if not self._fresh:
+            try:
+                data = await self.read(self.namespace, self.name)
+                self._token = (data.get(self.key) or "").strip() or None
+                self._fresh = True
+            except Exception as exc:  # the Secret may come later: no token meanwhile
+                log.warning("token Secret %s/%s not read: %s", self.namespace, self.name, exc)
+        return self._token
 
 
 class ServeProcessor:
@@ -40,10 +70,12 @@ class ServeProcessor:
         timeout: float = 3600.0,
         identity: str | None = None,
         client: httpx.AsyncClient | None = None,
+        token_source: SecretToken | None = None,
     ) -> None:
         headers = {"User-Agent": "hark-operator"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self.token_source = token_source
         if identity:
             headers["X-Hark-Operator"] = identity
         self.url = base_url.rstrip("/") + ITEMS_PATH
@@ -56,10 +88,25 @@ class ServeProcessor:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    async def _headers(self) -> dict[str, str]:
+        if self.token_source is None:
+            return self.headers
+        token = await self.token_source()
+        return {**self.headers, "Authorization": f"Bearer {token}"} if token else self.headers
+
+    async def ready(self) -> bool:
+        """Whether the app has a Transcriber with the model loaded (`GET /readyz`)."""
+        url = self.url[: -len(ITEMS_PATH)] + "/readyz"
+        try:
+            response = await self.client.get(url, headers=self.headers, timeout=10.0)
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
     async def process(self, request: ItemRequest) -> ItemResult:
         try:
             response = await self.client.post(
-                self.url, json=request.model_dump(mode="json"), headers=self.headers
+                self.url, json=request.model_dump(mode="json"), headers=await self._headers()
             )
         except httpx.TransportError as exc:  # connect, read, protocol errors and timeouts
             raise ProcessorUnavailable(
@@ -71,6 +118,10 @@ class ServeProcessor:
             if status >= 500 and result.status == "failed" and not result.retryable:
                 result = result.model_copy(update={"retryable": True})
             return result
+        if status in REFUSING_STATUSES:
+            if self.token_source is not None:
+                self.token_source.invalidate()  # the next try reads the Secret again
+            raise ProcessorRefused(f"{self.url} answered {status}: {_error_text(response)}")
         if status == 429 or status >= 500 or status in CONFIG_STATUSES:
             raise ProcessorUnavailable(f"{self.url} answered {status}: {_error_text(response)}")
         if status >= 400:

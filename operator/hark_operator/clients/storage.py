@@ -32,13 +32,12 @@ from hark_serving.storage.profiles import (
 )
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri, parse_s3_uri
-from hark_serving.transcript.schema import utc_now
+from hark_serving.transcript.error_record import ErrorRecord, render_error_record
+from hark_serving.transcript.outputs import is_current, recorded_etag
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Pinned in docs/architecture.md: the input's ETag on every output object.
-SOURCE_ETAG_METADATA = "hark-source-etag"
 SecretReader = Callable[[str, str], Awaitable[dict[str, str]]]
 
 
@@ -87,6 +86,11 @@ class Stores:
         self._cache[name] = (store, self.clock())
         return store
 
+    def forget(self, profile: str | None) -> None:
+        """Drop the cached store of a profile: its Secret is read again on next use
+        (after the store refused the credentials: they may have been rotated)."""
+        self._cache.pop(profile or self.profiles.spec.default, None)
+
     async def _credentials(self, profile: str, secret: str) -> Credentials:
         assert self.secrets is not None
         where = f"Secret {self.namespace}/{secret} of storage profile {profile!r}"
@@ -124,7 +128,7 @@ def write_json(store: S3Store, uri: S3Uri, doc: dict[str, Any]) -> None:
 class ErrorRecorder:
     """Writes `<base>.error.json` for an item's last failure when the worker did not.
 
-    Same document as the worker's (code, message, attempts, source ETag), so a
+    The same `hark.error/v1` record, from the same writer, as the worker's, so a
     reader cannot tell who wrote it. A vanished input gets none: there is
     nothing left to report on and the next scan no longer lists it.
     """
@@ -147,20 +151,15 @@ class ErrorRecorder:
             meta = store.head_metadata(target)
         except HarkError:
             meta = None
-        if meta is not None and meta.get(SOURCE_ETAG_METADATA) == item.etag:
+        if is_current(recorded_etag(meta), item.etag):
             return  # the worker recorded it
         error = result.error
-        doc = {
-            "code": error.code if error else "failed",
-            "message": error.message if error else "processing failed",
-            "attempts": attempts,
-            "source": {"uri": item.request.input_uri, "etag": item.etag or None},
-            "job": job,
-            "created_at": utc_now(),
-        }
-        store.put_bytes(
-            target,
-            (json.dumps(doc, indent=2) + "\n").encode(),
-            "application/json",
-            {SOURCE_ETAG_METADATA: item.etag},
+        record = ErrorRecord.of(
+            error.code if error else "failed",
+            error.message if error else "processing failed",
+            uri=item.request.input_uri,
+            etag=item.etag,
+            attempts=attempts,
+            job=job,
         )
+        store.put_bytes(target, *render_error_record(record))

@@ -11,11 +11,22 @@ items; the dispatcher starts an item when
 
 An item key (its output base) is either free or owned by exactly one queue
 entry, running call or backoff wait, from `submit` until its final outcome,
-so the same output is never worked on twice at once. A failure marked
-retryable (a lost replica, storage trouble, a timeout) is tried again after an
-exponential backoff until the job's `max_attempts`; the last failure is
-handed to the `FailureRecorder` (which writes `.error.json` when the worker
-did not) before the outcome is reported.
+so the same output is never worked on twice at once.
+
+What happens after a failed try depends on whose fault it was (`faults.blame`):
+
+- the input's (and the result is retryable): tried again after a backoff until
+  the job's `max_attempts`; the last failure is handed to the `FailureRecorder`
+  (which writes `.error.json` when the worker did not) before the outcome is
+  reported;
+- the processor's (unreachable, refusing the credential, no replica): the item
+  goes back to the front of its queue with its attempt unspent and the `Gate`
+  pauses dispatch for every job until a probe gets through;
+- the environment's (object store outage, throttling, expired credentials):
+  the item waits a backoff and tries again with its attempt unspent, for as
+  long as it takes.
+
+Every backoff is the one `RetryPolicy` (exponential, full jitter, capped).
 """
 
 from __future__ import annotations
@@ -33,26 +44,22 @@ from dataclasses import dataclass, field
 
 from hark_operator import metrics
 from hark_operator.errors import ProcessorUnavailable
+from hark_operator.jobs.faults import blame
+from hark_operator.jobs.gate import Gate, GateState
 from hark_operator.jobs.work import FailureRecorder, Outcome, Processor, Sink, WorkItem
+from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 
-__all__ = ["Backoff", "Dispatcher", "JobLoad", "Outcome", "Processor", "WorkItem"]
+__all__ = ["Dispatcher", "JobLoad", "Outcome", "Processor", "RetryPolicy", "WorkItem"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Delay before try `attempt + 1`: base·factor^(attempt-1), capped, minus up to `jitter`."""
-
-    base: float = 2.0
-    factor: float = 2.0
-    cap: float = 300.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, rand: float = 0.0) -> float:
-        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
-        return raw * (1.0 - self.jitter * rand)
+class _Entry:
+    item: WorkItem
+    attempt: int = 1  # the try in which the input may be at fault, 1-based
+    waits: int = 0  # tries lost to the environment in a row (their backoff's exponent)
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,10 @@ class _Job:
     sink: Sink
     queue_limit: int
     suspended: bool = False
-    ready: deque[tuple[WorkItem, int]] = field(default_factory=deque)
-    waiting: list[tuple[float, int, WorkItem, int]] = field(default_factory=list)
+    ready: deque[_Entry] = field(default_factory=deque)
+    waiting: list[tuple[float, int, _Entry]] = field(default_factory=list)
+    # (code, message) of the last try the environment failed; None after a result.
+    environment: tuple[str, str] | None = None
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     served: int = 0
     changed: _Signal = field(default_factory=_Signal)
@@ -102,6 +111,7 @@ class _Job:
 
 
 def _failed(req: ItemRequest, code: str, message: str) -> ItemResult:
+    """A try that got no result, as a retryable failed result."""
     return ItemResult(
         status="failed",
         input_uri=req.input_uri,
@@ -118,7 +128,7 @@ class Dispatcher:
         *,
         max_in_flight: int,
         item_timeout: float,
-        backoff: Backoff | None = None,
+        backoff: RetryPolicy | None = None,
         recorder: FailureRecorder | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -126,10 +136,12 @@ class Dispatcher:
         self.processor = processor
         self.max_in_flight = max_in_flight
         self.item_timeout = item_timeout
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or RetryPolicy(base=2.0, cap=300.0, attempts=None)
         self.recorder = recorder
         self.clock = clock
         self.rng = rng or random.Random()
+        self.gate = Gate(self.backoff, clock=clock, rng=self.rng)
+        self._answers = 0  # results the processor gave (its sign of life, for timeouts)
         self._jobs: dict[str, _Job] = {}
         self._owners: dict[str, str] = {}  # item key → job key
         self._running = 0
@@ -184,10 +196,10 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for item, _ in j.ready:
-            self._owners.pop(item.key, None)
-        for _, _, item, _ in j.waiting:
-            self._owners.pop(item.key, None)
+        for entry in j.ready:
+            self._owners.pop(entry.item.key, None)
+        for _, _, entry in j.waiting:
+            self._owners.pop(entry.item.key, None)
         j.ready.clear()
         j.waiting.clear()
         metrics.IN_FLIGHT.set(self._running)
@@ -215,6 +227,15 @@ class Dispatcher:
     def busy(self, key: str) -> bool:
         return key in self._owners
 
+    def processor_state(self) -> GateState:
+        """Whether the processor takes work (the gate every job shares)."""
+        return self.gate.state
+
+    def environment_trouble(self, job: str) -> tuple[str, str] | None:
+        """(code, message) of the job's last try lost to storage or credentials, if unresolved."""
+        j = self._jobs.get(job)
+        return j.environment if j else None
+
     # -- items -----------------------------------------------------------------
 
     async def submit(self, job: str, item: WorkItem) -> bool:
@@ -231,7 +252,7 @@ class Dispatcher:
             return False
         self._owners[item.key] = job
         j.opened[item.key] = self.clock()
-        j.ready.append((item, 1))
+        j.ready.append(_Entry(item))
         self._wake.set()
         return True
 
@@ -269,6 +290,9 @@ class Dispatcher:
             self._wake.clear()
             timeout = self._promote_due()
             self._launch()
+            probe = self.gate.seconds_to_probe()
+            if probe is not None:
+                timeout = probe if timeout is None else min(timeout, probe)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -278,8 +302,8 @@ class Dispatcher:
         next_due: float | None = None
         for j in self._jobs.values():
             while j.waiting and j.waiting[0][0] <= now:
-                _, _, item, attempt = heapq.heappop(j.waiting)
-                j.ready.appendleft((item, attempt))
+                _, _, entry = heapq.heappop(j.waiting)
+                j.ready.appendleft(entry)
             if j.waiting:
                 due = j.waiting[0][0] - now
                 next_due = due if next_due is None else min(next_due, due)
@@ -295,16 +319,17 @@ class Dispatcher:
         return best
 
     def _launch(self) -> None:
-        while self._running < self.max_in_flight:
+        while self._running < self.max_in_flight and self.gate.may_send():
             j = self._pick()
             if j is None:
                 return
-            item, attempt = j.ready.popleft()
+            entry = j.ready.popleft()
+            probe = self.gate.sent()
             j.served = next(self._serial)
             self._running += 1
             metrics.IN_FLIGHT.set(self._running)
-            j.running[item.key] = asyncio.create_task(
-                self._run(j, item, attempt), name=f"hark-item {item.key}"
+            j.running[entry.item.key] = asyncio.create_task(
+                self._run(j, entry, probe), name=f"hark-item {entry.item.key}"
             )
             j.changed.fire()
 
@@ -315,44 +340,94 @@ class Dispatcher:
         except TimeoutError:
             return _failed(req, "timeout", f"no result within {self.item_timeout:.0f}s")
         except ProcessorUnavailable as exc:
-            return _failed(req, ProcessorUnavailable.code, str(exc))
+            return _failed(req, exc.code, str(exc))
         except Exception as exc:  # a client bug must not lose the item: retry, then record
             log.exception("%s: processing raised", item.key)
             return _failed(req, "internal", f"{type(exc).__name__}: {exc}")
 
-    async def _run(self, j: _Job, item: WorkItem, attempt: int) -> None:
-        released = True
+    async def _processor_ready(self) -> bool:
+        """After a timeout: was the pool up (the file's fault) or still scaling (not)?"""
+        ready = getattr(self.processor, "ready", None)
+        if ready is None:
+            return True  # an in-process processor is always there
+        try:
+            return bool(await asyncio.wait_for(ready(), 30))
+        except Exception:
+            return False
+
+    def _wait(self, j: _Job, entry: _Entry, delay: float) -> None:
+        heapq.heappush(j.waiting, (self.clock() + delay, next(self._serial), entry))
+
+    async def _run(self, j: _Job, entry: _Entry, probe: bool) -> None:
+        item, attempt = entry.item, entry.attempt
+        released, resolved = True, False
+        answers = self._answers
         try:
             result = await self._call(item, attempt)
-            again = result.status == "failed" and result.retryable
-            if again and attempt < j.max_attempts and j.key in self._jobs:
-                delay = self.backoff.delay(attempt, self.rng.random())
-                log.info(
-                    "%s: try %d failed (%s), again in %.1fs",
-                    item.key,
-                    attempt,
-                    result.error.code if result.error else "?",
-                    delay,
-                )
-                metrics.ITEMS.labels(j.key, "retried").inc()
-                heapq.heappush(
-                    j.waiting, (self.clock() + delay, next(self._serial), item, attempt + 1)
-                )
-                released = False
+            code = result.error.code if result.error else "?"
+            worked = self._answers > answers
+            if code == "timeout" and not worked:
+                worked = await self._processor_ready()
+            who = None if result.status != "failed" else blame(result, processor_worked=worked)
+            if who == "processor":
+                self.gate.failed(code, result.error.message if result.error else "", probe=probe)
+                resolved = True
+                metrics.PROCESSOR_AVAILABLE.set(0)
+                if j.key in self._jobs:
+                    log.info("%s: the processor cannot take work (%s); paused", item.key, code)
+                    j.ready.appendleft(entry)  # first in line when the gate opens
+                    released = False
                 return
+            self.gate.answered(probe=probe)
+            resolved = True
+            metrics.PROCESSOR_AVAILABLE.set(1)
+            if who == "environment":
+                j.environment = (code, result.error.message if result.error else "")
+                if j.key in self._jobs:
+                    delay = self.backoff.delay(entry.waits + 1, self.rng.random())
+                    log.info("%s: %s; again in %.1fs (attempt unspent)", item.key, code, delay)
+                    metrics.ITEMS.labels(j.key, "retried").inc()
+                    self._wait(j, _Entry(item, attempt, entry.waits + 1), delay)
+                    released = False
+                return
+            self._answers += 1
+            j.environment = None
+            if who == "input" and result.retryable and attempt < j.max_attempts:
+                if j.key in self._jobs:
+                    delay = self.backoff.delay(attempt, self.rng.random())
+                    log.info(
+                        "%s: try %d failed (%s), again in %.1fs", item.key, attempt, code, delay
+                    )
+                    metrics.ITEMS.labels(j.key, "retried").inc()
+                    self._wait(j, _Entry(item, attempt + 1), delay)
+                    released = False
+                return
+            recorded = True
             if result.status == "failed" and self.recorder is not None:
                 try:
                     await self.recorder.record(j.key, item, result, attempt)
-                except Exception:  # the next scan finds the item pending and tries again
+                except Exception as exc:
                     log.exception("%s: could not record the failure", item.key)
+                    recorded = False
+                    result = result.model_copy(
+                        update={
+                            "error": ItemError(
+                                code="error_record_not_written",
+                                message=f"{code}: {result.error.message if result.error else ''}"
+                                f"; and its error record could not be written: {exc}",
+                            )
+                        }
+                    )
             metrics.ITEMS.labels(j.key, result.status).inc()
             metrics.JOB_LAST_PROGRESS.labels(j.key).set(time.time())
             if j.key in self._jobs:
                 try:
-                    j.sink(Outcome(j.key, item, result, attempt))
+                    j.sink(Outcome(j.key, item, result, attempt, recorded))
                 except Exception:
                     log.exception("%s: the job could not take its outcome", item.key)
         finally:
+            if probe and not resolved:  # cancelled: let another item probe
+                self.gate.probing = False
             self._running -= 1
             metrics.IN_FLIGHT.set(self._running)
             j.running.pop(item.key, None)

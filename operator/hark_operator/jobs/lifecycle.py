@@ -3,14 +3,25 @@
     Pending ─► Running ─(nothing pending, nothing in flight)─► Succeeded ─(ttl)─► deleted
        │          │                                       └─► Failed (the job cannot run)
        │          └─ spec.suspend ─► Suspended ─ resume ─► Running
+       │          └─ more files failed than maxFailedFiles, or all failed ─► Failed
        └─► Watching (mode Watch): scan every pollIntervalSeconds, forever
+
+Nothing that the job's input did not cause ends it: a scan that cannot read
+the prefixes (storage outage, expired or refused credentials, an unexpected
+error) sets `Progressing=False` with the reason, posts an Event and tries
+again after a backoff (jittered, capped at minutes), in both modes. A failure
+whose error record cannot be written is counted as failed, named in the
+`ErrorRecordsWritten` condition, and not dispatched again until its input
+changes, so it never loops.
 
 A scan lists both prefixes (planner), queues every pending input with the
 dispatcher and counts the rest. A Batch job waits until its queue drains and
 scans again; a scan that finds nothing pending and nothing in flight
 completes it. Nothing lives only in memory: a new runner (after a restart)
-scans S3 and carries on, and the first scan reads the existing transcripts'
-summaries so the job summary covers them too. Deleting the job cancels the
+scans S3 and carries on. The existing transcripts' summaries are read for the
+job summary by a separate pass in the background (`_seed_summary`), so a
+restart in a folder holding many transcripts dispatches a new upload as fast
+as the listing reaches it, whatever the history. Deleting the job cancels the
 runner; in-flight items are abandoned and outputs stay.
 """
 
@@ -23,7 +34,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from pydantic import ValidationError
@@ -31,15 +42,20 @@ from pydantic import ValidationError
 from hark_operator import metrics
 from hark_operator.clients.storage import Stores
 from hark_operator.errors import JobConfigError
+from hark_operator.jobs.claims import OutputClaims
 from hark_operator.jobs.dispatcher import Dispatcher
+from hark_operator.jobs.gate import GateNews
 from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
 from hark_operator.jobs.progress import JobTracker
+from hark_operator.jobs.refused import refuse
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
-from hark_operator.jobs.summary_store import Kind, SummaryKeeper
+from hark_operator.jobs.summary_store import SummaryKeeper
+from hark_operator.jobs.verdict import final_verdict, over_budget
 from hark_operator.jobs.work import Outcome, WorkItem
-from hark_operator.resource.models import JobRef, JobSpec, JobStatus, Phase
-from hark_serving.errors import StorageError, StorageUnavailable
+from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
+from hark_serving.errors import AccessDenied, StorageError, StorageUnavailable
+from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
@@ -62,9 +78,11 @@ class JobEnv:
     dispatcher: Dispatcher
     stores: Stores
     status_interval: float = 2.0
-    retry_delay: float = 5.0
+    retry_delay: float = 5.0  # first wait after a scan that could not run; doubles, jittered
+    retry_cap: float = 300.0
     page_size: int = 1000
     wall: Callable[[], datetime] = utcnow
+    claims: OutputClaims = field(default_factory=OutputClaims)
 
 
 def _take(gen: Generator[PlanItem, None, None], n: int) -> list[PlanItem]:
@@ -106,7 +124,12 @@ class JobRunner:
         self.summary_uri = self.status.summary_uri
         self._wake = asyncio.Event()
         self._known: OrderedDict[str, str] = OrderedDict()  # output base → etag found current
+        # output base → input etag of failures whose error record could not be written
+        self._unrecorded: OrderedDict[str, str] = OrderedDict()
         self._failure_events = 0
+        self._seeder: asyncio.Task[None] | None = None
+        self._refused: set[str] = set()  # inputs whose keys the worker refuses, reported
+        self._gate_news = GateNews(env.dispatcher.gate)
 
     @property
     def key(self) -> str:
@@ -146,8 +169,12 @@ class JobRunner:
             finished = await self._main()
         finally:
             await self.env.dispatcher.unregister(self.key)
+            self.env.claims.release(self.key)
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+            if self._seeder is not None:
+                self._seeder.cancel()
+                await asyncio.gather(self._seeder, return_exceptions=True)
             await self.summary.close()
             metrics.forget_job(self.key)
             metrics.forget_job_progress(self.key)
@@ -166,7 +193,8 @@ class JobRunner:
         await self.reporter.event(
             "Normal", "Started", f"{spec.mode} job: {spec.input.uri} → {spec.output.uri}"
         )
-        first, delay = True, self.env.retry_delay
+        first, waits = True, 0
+        policy = RetryPolicy(base=self.env.retry_delay, cap=self.env.retry_cap, attempts=None)
         while True:
             spec = self.spec()
             self.env.dispatcher.configure(
@@ -186,27 +214,83 @@ class JobRunner:
             if self.phase == "Suspended":
                 await self.reporter.event("Normal", "Resumed", "dispatching resumed")
             self.phase = "Watching" if spec.mode == "Watch" else "Running"
-            try:
-                tally = await self._scan(store, spec, seed=first)
-            except StorageUnavailable as exc:
-                self.blocked = ("StorageUnavailable", str(exc))
-                await self.reporter.event("Warning", "StorageUnavailable", str(exc))
-                await self.publish()
-                await self._sleep(delay)
-                delay = min(delay * 2, 300.0)
+            other = self.env.claims.claim(self.key, spec.output_prefix)
+            if other is not None:
+                waits += 1
+                message = (
+                    f"{spec.output_prefix} overlaps the output prefix of job {other}; "
+                    "waiting until that job is finished (give each job its own output prefix)"
+                )
+                await self._blocked("OutputConflict", message, policy.delay(waits))
                 continue
-            except StorageError as exc:
-                return await self._fail(_reason(exc.code), str(exc))
-            self.blocked, first, delay = None, False, self.env.retry_delay
+            if spec.mode == "Batch":
+                exceeded = over_budget(self._counts(), spec.max_failed_files)
+                if exceeded is not None:
+                    return await self._fail(*exceeded)
+            try:
+                # Credentials are read again for every scan (rotated Secrets).
+                store = await self.env.stores.store(spec.storage.profile)
+                self.summary.store = store
+                if first:
+                    self._seeder = asyncio.create_task(
+                        self.summary.seed(
+                            Planner(store, page_size=self.env.page_size),
+                            spec,
+                            since=self.created,
+                            chunk=CHUNK,
+                        )
+                    )
+                tally = await self._scan(store, spec)
+            except (StorageError, JobConfigError) as exc:
+                code = getattr(exc, "code", "storage_error")
+                lasting = not isinstance(exc, (StorageUnavailable, AccessDenied))
+                if isinstance(exc, AccessDenied):
+                    self.env.stores.forget(spec.storage.profile)  # rotated? read it again
+                if spec.mode == "Batch" and lasting:
+                    return await self._fail(_reason(code), str(exc))
+                waits += 1
+                await self._blocked(_reason(code), str(exc), policy.delay(waits))
+                continue
+            except Exception as exc:  # a bug or a surprise: say so, and try again
+                log.exception("%s: the scan failed", self.key)
+                waits += 1
+                await self._blocked(
+                    "ScanFailed", f"{type(exc).__name__}: {exc}", policy.delay(waits)
+                )
+                continue
+            if self.blocked is not None:
+                await self.reporter.event("Normal", "Recovered", f"{self.blocked[0]} resolved")
+            self.blocked, first, waits = None, False, 0
             if spec.mode == "Batch":
                 if tally.pending == 0 and self.env.dispatcher.load(self.key).open == 0:
+                    verdict = final_verdict(self._counts(), spec.max_failed_files)
+                    if verdict is not None:
+                        await self._seeded()
+                        await self._write_summary(spec, final=True)
+                        return await self._fail(*verdict)
                     return await self._succeed(spec)
                 await self._wait_idle()
             else:
                 await self._write_summary(spec, final=False)
                 await self._sleep(spec.poll_interval_seconds)
 
-    async def _scan(self, store: S3Store, spec: JobSpec, *, seed: bool) -> ScanTally:
+    def _counts(self) -> Counts:
+        return self.tracker.counts(self.env.dispatcher.load(self.key).running)
+
+    async def _blocked(self, reason: str, message: str, delay: float) -> None:
+        """The job cannot go on right now: a condition, an Event, then wait and retry."""
+        if self.blocked is None or self.blocked[0] != reason:
+            await self.reporter.event("Warning", reason, f"{message}; trying again")
+        self.blocked = (reason, message)
+        await self.publish()
+        await self._sleep(delay)
+
+    async def _seeded(self) -> None:
+        if self._seeder is not None:
+            await asyncio.gather(self._seeder, return_exceptions=True)
+        await self.summary.drain()
+
+    async def _scan(self, store: S3Store, spec: JobSpec) -> ScanTally:
         started = time.perf_counter()
         planner = Planner(store, page_size=self.env.page_size)
         out = spec.output_prefix
@@ -225,16 +309,17 @@ class JobRunner:
         try:
             while chunk := await self.env.stores.run(_take, gen, CHUNK):
                 for item in chunk:
+                    if item.state == "pending" and self._unrecorded.get(item.key) == item.etag:
+                        item = replace(item, state="failed")  # see _on_outcome
                     self.tracker.scanned(item)
-                    if item.state == "pending":
-                        if not self.env.dispatcher.busy(item.key):
-                            work = WorkItem(
-                                item.key, self._request(spec, item), item.size, item.etag, tag
-                            )
-                            await self.env.dispatcher.submit(self.key, work)
-                    elif seed:
-                        kind: Kind = "json" if item.state == "done" else "error"
-                        await self.summary.add(kind, item.output_base, str(item.input))
+                    if item.problem is not None:
+                        await self._refuse(item)
+                        continue
+                    if item.state == "pending" and not self.env.dispatcher.busy(item.key):
+                        work = WorkItem(
+                            item.key, self._request(spec, item), item.size, item.etag, tag
+                        )
+                        await self.env.dispatcher.submit(self.key, work)
         except BaseException:
             self.tracker.abandon_scan()
             gen.close()
@@ -243,6 +328,15 @@ class JobRunner:
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         log.debug("%s: scanned %d inputs, %d pending", self.key, tally.total, tally.pending)
         return tally
+
+    async def _refuse(self, item: PlanItem) -> None:
+        """An input whose keys the worker would refuse: failed with the reason, once."""
+        if item.key in self._refused:
+            return
+        self._refused.add(item.key)
+        failure = await refuse(item, self.key, self.env.dispatcher.recorder, self.env.wall())
+        self.tracker.seed_failures([failure])
+        self.summary.tally.add_failure(failure.key, failure.reason, failure.message)
 
     def _request(self, spec: JobSpec, item: PlanItem) -> ItemRequest:
         return ItemRequest(
@@ -261,6 +355,11 @@ class JobRunner:
     def _on_outcome(self, outcome: Outcome) -> None:
         result, item = outcome.result, outcome.item
         self.tracker.record(result, item.request.input_uri, self.env.wall(), item.tag)
+        if not outcome.recorded:
+            # Not dispatched again while its input stays the same: no loop burning the GPU.
+            self._unrecorded[item.key] = item.etag
+            while len(self._unrecorded) > KNOWN_CURRENT_LIMIT:
+                self._unrecorded.popitem(last=False)
         if result.status == "failed":
             error = result.error
             code, message = (error.code, error.message) if error else ("failed", "")
@@ -315,9 +414,13 @@ class JobRunner:
             summary_uri=self.summary_uri,
             blocked=self.blocked,
             failure=self.failure,
+            processor=self.env.dispatcher.processor_state(),
+            environment=self.env.dispatcher.environment_trouble(self.key),
+            unrecorded=len(self._unrecorded),
         )
 
     async def publish(self) -> None:
+        await self._announce_processor()
         obs = self.observation()
         metrics.BACKLOG.labels(self.key).set(obs.counts.pending + obs.counts.in_flight)
         metrics.BACKLOG_OLDEST.labels(self.key).set(
@@ -325,6 +428,12 @@ class JobRunner:
         )
         await self.reporter.publish(obs, self.env.wall())
         self.status = self.reporter.previous
+
+    async def _announce_processor(self) -> None:
+        """An Event on this job when the shared processor gate flipped since the last look."""
+        news = self._gate_news.news(active=self.phase in ("Running", "Watching"))
+        if news is not None:
+            await self.reporter.event(*news)
 
     async def _publish_loop(self) -> None:
         while True:
@@ -351,7 +460,7 @@ class JobRunner:
             self.summary_uri = str(target)
 
     async def _succeed(self, spec: JobSpec) -> bool:
-        await self.summary.drain()
+        await self._seeded()
         self.phase, self.completion_time = "Succeeded", self.env.wall()
         await self._write_summary(spec, final=True)
         c = self.tracker.counts(0)

@@ -4,10 +4,16 @@ Inputs under the job's input prefix and outputs under its output prefix are
 listed page by page, both in key order, and joined on the input's path
 relative to its prefix (docs/architecture.md, "Done, pending, failed"):
 
-- done: `<relative>.json` exists and is at least as new as the input;
-- failed for good: `<relative>.error.json` exists and is at least as new;
+- done: `<relative>.json` exists, is newer than the input, or as new (the same
+  second) and records the input's ETag (`transcript.outputs.is_current`, one
+  HEAD for such a tie);
+- failed for good: `<relative>.error.json` the same way;
 - pending: anything else. With `overwrite`, an output only counts when it was
   written after the job was created.
+
+An output newer than its input is current because the worker checks the
+input's ETag again after writing and transcribes again if it changed; so
+timestamps only rule outputs out, and a tie is settled by ETag.
 
 The join streams. An input's expected output keys (`r.error.json`, `r.json`)
 are never smaller than `r` itself, and every later input is at least `r`,
@@ -30,7 +36,16 @@ from typing import Literal
 
 from hark_serving.errors import InvalidUri
 from hark_serving.storage.s3 import ObjectInfo, S3Store
-from hark_serving.storage.uris import S3Uri, as_prefix, matches, relative_key
+from hark_serving.storage.uris import (
+    S3Uri,
+    as_prefix,
+    key_problem,
+    matches,
+    output_key_problem,
+    relative_key,
+    safe_relative,
+)
+from hark_serving.transcript.outputs import is_current, recorded_etag
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +70,9 @@ class PlanItem:
     etag: str
     state: ItemState
     preexisting: bool = False  # its result predates the job: nothing was done for it
+    # Why the worker would refuse its keys (`uris.key_problem`): failed, never dispatched.
+    problem: str | None = None
+    has_error_record: bool = False
 
     @property
     def key(self) -> str:
@@ -146,6 +164,10 @@ def merge_join(
     yield from settle(None)
 
 
+# (output key, input etag) → whether the output records that etag (a HEAD)
+EtagCheck = Callable[[str, str], bool]
+
+
 def classify(
     source: ObjectInfo,
     json: ObjectInfo | None,
@@ -153,8 +175,10 @@ def classify(
     *,
     overwrite: bool = False,
     since: datetime | None = None,
+    records: EtagCheck | None = None,
 ) -> tuple[ItemState, bool]:
-    """(state, preexisting) of one input from its outputs' modification times."""
+    """(state, preexisting) of one input from its outputs' modification times and,
+    for an output written in the same second as its input, the ETag it records."""
 
     def current(out: ObjectInfo | None) -> bool:
         if out is None:
@@ -162,6 +186,10 @@ def classify(
         if out.last_modified is None or source.last_modified is None:
             return not overwrite
         if out.last_modified < source.last_modified:
+            return False
+        if out.last_modified == source.last_modified and (
+            records is None or not records(out.key, source.clean_etag)
+        ):
             return False
         return not (overwrite and since is not None and out.last_modified < since)
 
@@ -181,6 +209,18 @@ def classify(
         assert error is not None
         return "failed", old(error)
     return "pending", False
+
+
+def keys_problem(input_key: str, relative: str, output_prefix_key: str) -> str | None:
+    """Why the worker would refuse this input or its outputs: the same checks it makes."""
+    problem = key_problem(input_key)
+    if problem is not None:
+        return f"the input key: {problem}"
+    try:
+        safe_relative(relative)
+    except InvalidUri as exc:
+        return f"the input key: {exc.message}"
+    return output_key_problem(output_prefix_key + relative)
 
 
 class Planner:
@@ -209,10 +249,7 @@ class Planner:
                 try:
                     rel = relative_key(obj.key, uri.key)
                 except InvalidUri:
-                    log.warning(
-                        "s3://%s/%s: key cannot map to an output; left out", uri.bucket, obj.key
-                    )
-                    continue
+                    rel = obj.key[len(uri.key) :]  # counted, and failed with the reason
                 if matches(rel, include, exclude):
                     yield rel, obj
 
@@ -236,11 +273,30 @@ class Planner:
     ) -> Generator[PlanItem, None, None]:
         """Every matching input with its state, streamed; raises StorageError."""
         out = as_prefix(output_prefix)
+
+        def records(key: str, etag: str) -> bool:
+            return is_current(recorded_etag(self.store.head_metadata(S3Uri(out.bucket, key))), etag)
+
         self.store.check_allowed(input_uri)
         self.store.check_allowed(out)
         listed, narrow, inputs = self._inputs(input_uri, include, exclude)
         for rel, info, json, error in merge_join(inputs, self._outputs(out, narrow)):
-            state, preexisting = classify(info, json, error, overwrite=overwrite, since=since)
+            problem = keys_problem(info.key, rel, out.key)
+            if problem is not None:
+                yield PlanItem(
+                    relative=rel,
+                    input=S3Uri(listed.bucket, info.key),
+                    output_base=S3Uri(out.bucket, out.key + rel),
+                    size=info.size,
+                    etag=info.clean_etag,
+                    state="failed",
+                    problem=problem,
+                    has_error_record=error is not None,
+                )
+                continue
+            state, preexisting = classify(
+                info, json, error, overwrite=overwrite, since=since, records=records
+            )
             if (
                 state == "pending"
                 and known_current is not None

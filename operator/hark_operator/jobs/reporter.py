@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from hark_operator.jobs.gate import AVAILABLE, GateState
 from hark_operator.resource.models import (
     Condition,
     ConditionStatus,
@@ -26,10 +27,13 @@ from hark_operator.resource.models import (
     JobStatus,
     Phase,
 )
+from hark_serving.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 3
+# Re-read at once, then a short jittered wait, so two writers do not collide again in step.
+CONFLICT_BACKOFF = RetryPolicy(base=0.05, cap=0.5, attempts=CONFLICT_RETRIES + 1)
 
 
 class Conflict(Exception):
@@ -61,6 +65,9 @@ class Observation:
     summary_uri: str | None = None
     blocked: tuple[str, str] | None = None  # (reason, message): work cannot go on now
     failure: tuple[str, str] | None = None  # (reason, message): the job failed for good
+    processor: GateState = AVAILABLE  # whether the processor takes work
+    environment: tuple[str, str] | None = None  # (code, message): items wait on storage
+    unrecorded: int = 0  # failures whose error record could not be written
 
 
 def set_condition(
@@ -89,7 +96,18 @@ def set_condition(
     return tuple(sorted(out, key=lambda c: order.get(c.type, len(order))))
 
 
-CONDITION_ORDER = ("Progressing", "Suspended", "Complete", "Failed")
+CONDITION_ORDER = (
+    "Progressing",
+    "ProcessorAvailable",
+    "ErrorRecordsWritten",
+    "Suspended",
+    "Complete",
+    "Failed",
+)
+
+
+def _camel(code: str) -> str:
+    return "".join(part.capitalize() for part in code.split("_")) or "Unknown"
 
 
 def _describe(c: Counts) -> str:
@@ -111,6 +129,18 @@ def build_status(previous: JobStatus, obs: Observation, now: datetime) -> JobSta
         progressing = ("False", "Suspended", "dispatching is paused (spec.suspend)")
     elif obs.blocked is not None:
         progressing = ("False", obs.blocked[0], obs.blocked[1])
+    elif busy and not obs.processor.available:
+        progressing = (
+            "False",
+            obs.processor.reason,
+            f"{_describe(c)}; dispatching paused: {obs.processor.message}",
+        )
+    elif busy and obs.environment is not None:
+        progressing = (
+            "False",
+            _camel(obs.environment[0]),
+            f"{_describe(c)}; files wait and are tried again: {obs.environment[1]}",
+        )
     elif busy:
         progressing = ("True", "Transcribing", _describe(c))
     elif obs.phase == "Watching":
@@ -118,6 +148,22 @@ def build_status(previous: JobStatus, obs: Observation, now: datetime) -> JobSta
     else:
         progressing = ("True", "Scanning", "listing the input and output prefixes")
     conds = set_condition(conds, "Progressing", *progressing, now, gen)
+    if obs.processor.available:
+        processor: tuple[ConditionStatus, str, str] = ("True", "Answering", "")
+    else:
+        processor = ("False", obs.processor.reason, obs.processor.message)
+    conds = set_condition(conds, "ProcessorAvailable", *processor, now, gen)
+    if obs.unrecorded:
+        conds = set_condition(
+            conds,
+            "ErrorRecordsWritten",
+            "False",
+            "ErrorRecordNotWritten",
+            f"{obs.unrecorded} failed files have no .error.json (the output bucket refused "
+            "the write); they count as failed and are not dispatched again until they change",
+            now,
+            gen,
+        )
     suspended = obs.phase == "Suspended"
     conds = set_condition(
         conds,
@@ -177,7 +223,7 @@ class Reporter:
                 except Conflict:
                     log.debug("status write conflicted (try %d); reading again", attempt + 1)
                     self.previous, self.resource_version = await self.writer.read()
-                    await asyncio.sleep(0.05 * attempt)
+                    await asyncio.sleep(CONFLICT_BACKOFF.delay(attempt + 1))
             log.warning("status not written after %d conflicts; next round", CONFLICT_RETRIES)
             return False
 

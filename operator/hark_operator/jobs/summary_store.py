@@ -5,13 +5,16 @@ summary document written back to S3 when it changed."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
+from datetime import datetime
 from typing import Any, Literal
 
 from hark_operator.clients.storage import Stores, read_json, write_json
+from hark_operator.jobs.planner import PlanItem, Planner
 from hark_operator.jobs.summary import SummaryTally
-from hark_operator.resource.models import FailureRecord
+from hark_operator.resource.models import FailureRecord, JobSpec
 from hark_serving.errors import StorageError
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri
@@ -20,6 +23,10 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["json", "error"]
 READERS = 4
+
+
+def _take(gen: Generator[PlanItem, None, None], n: int) -> list[PlanItem]:
+    return list(itertools.islice(gen, n))
 
 
 class SummaryKeeper:
@@ -50,6 +57,30 @@ class SummaryKeeper:
         for task in [*self._tasks, *self._pending]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._pending, return_exceptions=True)
+
+    async def seed(
+        self, planner: Planner, spec: JobSpec, *, since: datetime | None, chunk: int = 256
+    ) -> None:
+        """Queue the outputs that exist already (a listing of their own, in the background,
+        so reading many transcripts never holds up dispatching new uploads)."""
+        gen = planner.scan(
+            spec.input_uri,
+            spec.output_prefix,
+            spec.input.include,
+            spec.input.exclude,
+            overwrite=spec.output.overwrite,
+            since=since,
+        )
+        try:
+            while items := await self.stores.run(_take, gen, chunk):
+                for item in items:
+                    if item.state != "pending" and item.problem is None:
+                        kind: Kind = "json" if item.state == "done" else "error"
+                        await self.add(kind, item.output_base, str(item.input))
+        except Exception as exc:  # the summary misses earlier outputs; the job goes on
+            log.warning("%s: earlier outputs left out of the summary: %s", self.name, exc)
+        finally:
+            gen.close()
 
     async def add(self, kind: Kind, base: S3Uri, source: str) -> None:
         """Queue the output of `base` for reading; waits while the queue is full."""

@@ -25,13 +25,18 @@ class Outcome:
     item: WorkItem
     result: ItemResult
     attempts: int
+    recorded: bool = True  # False: a failure whose error record could not be written
 
 
 Sink = Callable[[Outcome], None]
 
 
 class Processor(Protocol):
-    """Processes one item; raises ProcessorUnavailable when no result came back."""
+    """Processes one item; raises ProcessorUnavailable when no result came back.
+
+    A processor may also have `async def ready() -> bool` (the Serve app's
+    `/readyz`): after a timeout it tells a pool still scaling up from a file
+    that takes too long."""
 
     async def process(self, request: ItemRequest) -> ItemResult: ...
 

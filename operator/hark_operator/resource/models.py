@@ -112,6 +112,7 @@ class JobSpec(_Spec):
     priority: int = Field(0, ge=-1000, le=1000)
     parallelism: int = Field(4, ge=1, le=1000)
     max_attempts: int = Field(3, alias="maxAttempts", ge=1, le=20)
+    max_failed_files: int | None = Field(None, alias="maxFailedFiles", ge=0, le=1_000_000_000)
     suspend: bool = False
     ttl_seconds_after_finished: int | None = Field(
         None, alias="ttlSecondsAfterFinished", ge=0, le=31536000

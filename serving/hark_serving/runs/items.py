@@ -14,7 +14,6 @@ between, in-process or on a Serve Transcriber.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
@@ -24,13 +23,15 @@ from pathlib import Path
 from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
 from hark_serving.engine.recognition import Recognized
 from hark_serving.engine.vad import SpeechDetector
-from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound
+from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound, SourceChanged
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
-from hark_serving.runs.local import SOURCE_ETAG_METADATA
+from hark_serving.storage.lease import Holding
 from hark_serving.storage.profiles import StorageProfiles
 from hark_serving.storage.s3 import S3Store
-from hark_serving.storage.uris import S3Uri, parse_s3_uri
-from hark_serving.transcript.schema import ModelInfo, utc_now, validate_result
+from hark_serving.storage.uris import S3Uri, output_key_problem, parse_s3_uri
+from hark_serving.transcript.error_record import ErrorRecord, render_error_record
+from hark_serving.transcript.outputs import is_current, recorded_etag, source_metadata
+from hark_serving.transcript.schema import ModelInfo, validate_result
 from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class ItemRunner:
         source, output = parse_s3_uri(req.input_uri), parse_s3_uri(req.output_uri)
         if source.is_prefix or output.is_prefix:
             raise InvalidUri("input_uri and output_uri must name objects, not prefixes")
+        problem = output_key_problem(output.key)
+        if problem is not None:
+            raise InvalidUri(f"{problem}; shorten the input's path", subject=req.input_uri)
         store.check_allowed(source)
         store.check_allowed(output)
         return store, source, output
@@ -112,10 +116,15 @@ class ItemRunner:
         merge = min(self.segmenting.merge_seconds, limit)
         return replace(self.segmenting, max_segment_seconds=limit, merge_seconds=merge)
 
+    def hold(self, req: ItemRequest) -> Holding:
+        """The output's lease, held until `close()`; `OutputBusy` while another has it."""
+        store, _, output = self._locate(req)
+        return Holding(store, output)
+
     @staticmethod
     def is_current(store: S3Store, output: S3Uri, etag: str) -> bool:
         info = store.head_metadata(S3Uri(output.bucket, output.key + ".json"))
-        return info is not None and info.get(SOURCE_ETAG_METADATA) == etag
+        return is_current(recorded_etag(info), etag)
 
     def finish(
         self,
@@ -138,11 +147,21 @@ class ItemRunner:
                 S3Uri(output.bucket, f"{output.key}.{fmt}"),
                 render(transcript, fmt).encode(),
                 CONTENT_TYPES[fmt] + "; charset=utf-8",
-                {SOURCE_ETAG_METADATA: etag},
+                source_metadata(etag),
             )
         error_key = S3Uri(output.bucket, f"{output.key}.error.json")
         if store.head(error_key) is not None:
             store.delete(error_key)
+        # The input may have been re-uploaded while it was transcribed: its new bytes
+        # need a transcript too, so the caller tries again (the JSON records the old
+        # ETag, so the next try is not skipped).
+        now = store.head(parse_s3_uri(req.input_uri))
+        if now is not None and not is_current(etag, now.clean_etag):
+            raise SourceChanged(
+                f"re-uploaded while it was transcribed (ETag {etag} → {now.clean_etag}); "
+                "transcribing the new content",
+                subject=req.input_uri,
+            )
         return ItemResult(
             status="succeeded",
             input_uri=req.input_uri,
@@ -178,20 +197,10 @@ class ItemRunner:
 def write_error_object(
     store: S3Store, output: S3Uri, req: ItemRequest, error: HarkError, etag: str | None
 ) -> None:
-    doc = {
-        "code": error.code,
-        "message": str(error),
-        "attempts": req.attempt,
-        "source": {"uri": req.input_uri, "etag": etag},
-        "job": req.job,
-        "created_at": utc_now(),
-    }
-    store.put_bytes(
-        S3Uri(output.bucket, f"{output.key}.error.json"),
-        (json.dumps(doc, indent=2) + "\n").encode(),
-        "application/json",
-        {SOURCE_ETAG_METADATA: etag or ""},
+    record = ErrorRecord.of(
+        error.code, str(error), uri=req.input_uri, etag=etag, attempts=req.attempt, job=req.job
     )
+    store.put_bytes(S3Uri(output.bucket, f"{output.key}.error.json"), *render_error_record(record))
 
 
 def run_item(
@@ -201,6 +210,19 @@ def run_item(
     model: ModelInfo,
 ) -> ItemResult:
     """The whole item in one thread: for the embedded mode and tests."""
+    try:
+        with runner.hold(req):
+            return _run_held(runner, req, recognize, model)
+    except HarkError as exc:
+        return runner.fail(req, exc)
+
+
+def _run_held(
+    runner: ItemRunner,
+    req: ItemRequest,
+    recognize: Callable[[PreparedFile], tuple[list[Recognized], float]],
+    model: ModelInfo,
+) -> ItemResult:
     try:
         started = runner.begin(req)
         if isinstance(started, ItemResult):

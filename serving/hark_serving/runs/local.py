@@ -27,12 +27,12 @@ from hark_serving.storage.locations import (
 )
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import error_name, output_name
-from hark_serving.transcript.schema import Transcript, utc_now, validate_result
+from hark_serving.transcript.error_record import ErrorRecord, render_error_record
+from hark_serving.transcript.outputs import is_current, source_metadata
+from hark_serving.transcript.schema import Transcript, validate_result
 from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
-
-SOURCE_ETAG_METADATA = "hark-source-etag"
 
 
 @dataclass
@@ -67,7 +67,7 @@ def read_current(out: OutputLocation, ref: InputRef) -> Transcript | None:
         return None
     try:
         doc = json.loads(data)
-        if doc.get("source", {}).get("etag") != ref.etag:
+        if not is_current(doc.get("source", {}).get("etag"), ref.etag):
             return None
         return Transcript.model_validate(doc)
     except (ValueError, TypeError):
@@ -129,7 +129,7 @@ def write_outputs(
     """Write each format whole, JSON last so a current JSON implies the rest exist.
 
     Returns the URIs written."""
-    metadata = {SOURCE_ETAG_METADATA: ref.etag}
+    metadata = source_metadata(ref.etag)
     if validate:
         validate_result(transcript.to_json_dict())
     written = []
@@ -144,19 +144,8 @@ def write_outputs(
 
 
 def write_error(out: OutputLocation, ref: InputRef, error: HarkError, attempts: int = 1) -> None:
-    doc = {
-        "code": error.code,
-        "message": str(error),
-        "attempts": attempts,
-        "source": {"uri": ref.uri, "etag": ref.etag, "bytes": ref.size},
-        "created_at": utc_now(),
-    }
-    out.write(
-        error_name(ref.relative),
-        (json.dumps(doc, indent=2) + "\n").encode(),
-        "application/json",
-        {SOURCE_ETAG_METADATA: ref.etag},
-    )
+    record = ErrorRecord.of(error.code, str(error), uri=ref.uri, etag=ref.etag, attempts=attempts)
+    out.write(error_name(ref.relative), *render_error_record(record))
 
 
 def jobs_for(refs: Sequence[InputRef], store: S3Store | None) -> Iterator[AudioJob]:

@@ -9,6 +9,12 @@ oldest waiting segment (so nothing waits forever) plus the segments closest
 to it in length (so little is padding), bounded by the segment count and the
 frame budget (`recognition.encoder_frames`, padding included). Segments of different
 requests, with different options, share batches. Plain asyncio, no Ray here.
+
+A forward pass that fails is run again one segment at a time, so only the
+segment that breaks the model fails, not the unrelated files that shared its
+batch. When passes keep failing for segments of several requests, the model
+or its device is broken: `healthy` turns false, and the Transcriber's health
+check takes the replica out of rotation.
 """
 
 from __future__ import annotations
@@ -126,6 +132,11 @@ def run_batch(model: Model, tasks: Sequence[SegmentTask], queued: int) -> list[S
     ]
 
 
+# Forward passes failing in a row, over segments of at least two requests, that mark
+# the model or its device as broken (one bad file alone never does).
+BROKEN_AFTER = 6
+
+
 class Batcher:
     """Segments wait in a pool; one loop runs the model on batches cut from it."""
 
@@ -133,6 +144,8 @@ class Batcher:
         self.model = model
         self.limits = limits
         self.executor = executor
+        self.failed_in_a_row = 0
+        self._failed_requests: set[float] = set()  # `since` of the requests in that streak
         self._pool: list[Waiting] = []
         self._counter = itertools.count()
         self._wake = asyncio.Event()
@@ -141,6 +154,40 @@ class Batcher:
     @property
     def waiting(self) -> int:
         return len(self._pool)
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.failed_in_a_row >= BROKEN_AFTER and len(self._failed_requests) >= 2)
+
+    def _passed(self, ok: bool, tasks: Sequence[SegmentTask]) -> None:
+        if ok:
+            self.failed_in_a_row = 0
+            self._failed_requests.clear()
+        else:
+            self.failed_in_a_row += 1
+            self._failed_requests.update(t.since for t in tasks)
+
+    async def _run(self, live: Sequence[Waiting]) -> None:
+        """One forward pass for `live`; on failure, each segment again on its own."""
+        loop = asyncio.get_running_loop()
+        tasks = [w.task for w in live]
+        try:
+            results = await loop.run_in_executor(
+                self.executor, run_batch, self.model, tasks, len(self._pool)
+            )
+        except Exception as exc:  # the batch fails; the loop and the others go on
+            self._passed(False, tasks)
+            if len(live) == 1:
+                if not live[0].future.done():
+                    live[0].future.set_exception(exc)
+                return
+            for w in live:  # find the culprit: the others get their results
+                await self._run([w])
+            return
+        self._passed(True, tasks)
+        for w, result in zip(live, results, strict=True):
+            if not w.future.done():
+                w.future.set_result(result)
 
     async def submit(self, tasks: Sequence[SegmentTask]) -> list[SegmentResult]:
         """Results for `tasks`, in order, once the model has run each of them."""
@@ -154,7 +201,6 @@ class Batcher:
         return list(await asyncio.gather(*(e.future for e in entries)))
 
     async def _run_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._pool:
                 self._wake.clear()
@@ -166,19 +212,4 @@ class Batcher:
             live = [w for w in batch if not w.future.done()]  # callers that gave up
             if not live:
                 continue
-            try:
-                results = await loop.run_in_executor(
-                    self.executor,
-                    run_batch,
-                    self.model,
-                    [w.task for w in live],
-                    len(self._pool),
-                )
-            except Exception as exc:  # the batch fails; the loop and the others go on
-                for w in live:
-                    if not w.future.done():
-                        w.future.set_exception(exc)
-                continue
-            for w, result in zip(live, results, strict=True):
-                if not w.future.done():
-                    w.future.set_result(result)
+            await self._run(live)

@@ -43,6 +43,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "access_denied": 403,
     "bucket_not_allowed": 403,
     "storage_unavailable": 503,
+    "source_changed": 409,
+    "in_progress": 409,  # another request holds the output's lease: try again later  # re-uploaded mid-transcription: try again for the new bytes
     "storage_error": 502,  # the object store answered with something we did not expect
     # the HTTP layer
     "unauthorized": 401,

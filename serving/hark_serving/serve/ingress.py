@@ -18,6 +18,7 @@ from ray.exceptions import RayActorError
 from ray.serve import metrics as serve_metrics
 from ray.serve.handle import DeploymentHandle
 
+from hark_serving.retry import RetryPolicy, retry_async
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve.api import build_api
 from hark_serving.serve.context import configure_replica_logging
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # One retry: enough to reach a replacement replica, while an input that crashes its
 # Worker (a decoder bug) takes down at most two.
-WORKER_ATTEMPTS = 2
+WORKER_RETRY = RetryPolicy(base=1.0, cap=5.0, attempts=2)
 
 
 @serve.deployment(name="Ingress")
@@ -53,17 +54,15 @@ class Ingress:
         return build_api(self, self.settings, self.metrics)
 
     async def _call_worker(self, method: str, *args: Any) -> Any:
-        for attempt in range(1, WORKER_ATTEMPTS + 1):
-            try:
-                return await getattr(self.worker, method).remote(*args)
-            except RayActorError as exc:
-                if attempt == WORKER_ATTEMPTS:
-                    raise Unavailable(
-                        "the Worker handling the request went away; try again"
-                    ) from exc
-                log.warning("a Worker replica went away (%s); retrying the request", exc)
-                await asyncio.sleep(attempt)
-        raise AssertionError("unreachable")
+        async def call() -> Any:
+            return await getattr(self.worker, method).remote(*args)
+
+        try:
+            return await retry_async(
+                call, WORKER_RETRY, retry_on=(RayActorError,), describe=f"Worker.{method}"
+            )
+        except RayActorError as exc:
+            raise Unavailable("the Worker handling the request went away; try again") from exc
 
     async def transcribe(self, job: UploadJob) -> TranscribeReply:
         reply: TranscribeReply = await self._call_worker("transcribe", job)

@@ -68,7 +68,10 @@ class ServeSettings(Settings):
         3, ge=1, le=10, description="Tries per item when the object store fails transiently."
     )
     item_backoff_seconds: float = Field(
-        0.5, ge=0, le=60, description="First retry delay; doubles on each further try."
+        0.5,
+        ge=0,
+        le=60,
+        description="Largest first retry delay (jittered); doubles on each further try.",
     )
 
     # Worker CPU work (decode + VAD) runs on this many threads per Worker replica.

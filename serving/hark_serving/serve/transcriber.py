@@ -84,8 +84,14 @@ class Transcriber:
         return ModelStatus(self.ready, self.model.info, self.load_seconds)
 
     def check_health(self) -> None:
+        """Serve's health check: a replica whose model keeps failing leaves rotation."""
         if not self.ready:
             raise ModelError("the model is not loaded")
+        if not self.batcher.healthy:
+            raise ModelError(
+                f"{self.batcher.failed_in_a_row} forward passes failed in a row for several "
+                "requests: the model or its device is broken; replacing this replica"
+            )
 
     async def transcribe(self, task: SegmentTask) -> SegmentResult:
         """One segment in, its result out; batched with everything else in flight."""

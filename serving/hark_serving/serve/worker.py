@@ -31,7 +31,8 @@ from ray.serve.handle import DeploymentHandle
 from hark_serving.engine.factory import build_detector, segmenting
 from hark_serving.engine.pipeline import PreparedFile, SegmentWork, assemble, prepare
 from hark_serving.engine.recognition import Recognized
-from hark_serving.errors import HarkError, InternalError, StorageUnavailable
+from hark_serving.errors import HarkError, InternalError, SourceChanged, StorageUnavailable
+from hark_serving.retry import RetryPolicy, retry_async
 from hark_serving.runs.items import ItemRunner, Started
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.serve.context import configure_replica_logging, run_in_context, set_request_id
@@ -56,7 +57,7 @@ T = TypeVar("T")
 
 # A Transcriber replica can vanish mid-batch (scale-down, node loss); its segments
 # are sent again, to whichever replica the router picks.
-SEGMENT_ATTEMPTS = 3
+SEGMENT_RETRY = RetryPolicy(base=0.5, cap=5.0, attempts=3)
 
 
 @serve.deployment(name="Worker")
@@ -86,18 +87,16 @@ class Worker:
         return self._model
 
     async def _segment(self, task: SegmentTask) -> SegmentResult:
-        for attempt in range(1, SEGMENT_ATTEMPTS + 1):
-            try:
-                result: SegmentResult = await self.transcriber.transcribe.remote(task)
-                return result
-            except RayActorError as exc:
-                if attempt == SEGMENT_ATTEMPTS:
-                    raise Unavailable(
-                        f"no Transcriber replica finished the segment: {exc}"
-                    ) from exc
-                log.warning("a Transcriber replica went away (%s); sending the segment again", exc)
-                await asyncio.sleep(0.5 * attempt)
-        raise AssertionError("unreachable")
+        async def call() -> SegmentResult:
+            result: SegmentResult = await self.transcriber.transcribe.remote(task)
+            return result
+
+        try:
+            return await retry_async(
+                call, SEGMENT_RETRY, retry_on=(RayActorError,), describe="a Transcriber call"
+            )
+        except RayActorError as exc:
+            raise Unavailable(f"no Transcriber replica finished the segment: {exc}") from exc
 
     async def _recognize(
         self, prepared: PreparedFile, since: float
@@ -184,31 +183,37 @@ class Worker:
         set_request_id(rid)
         since = time.time()  # a retry keeps its place in the Transcriber's order
         batches: list[BatchStats] = []
-        delay = self.settings.item_backoff_seconds
-        for attempt in range(1, self.settings.item_attempts + 1):
-            try:
-                result = await self._item_once(req, batches, since)
-                return ItemReply(result, tuple(batches))
-            except StorageUnavailable as exc:
-                if attempt == self.settings.item_attempts:
-                    return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
-                log.warning(
-                    "%s; retrying in %.1fs (try %d of %d)",
-                    exc, delay, attempt, self.settings.item_attempts,
-                    extra={"job": req.job, "uri": req.input_uri, "code": exc.code},
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-                delay *= 2
-            except HarkError as exc:
-                log.info("%s", exc, extra={"job": req.job, "uri": req.input_uri, "code": exc.code})
-                return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
-            except Exception as exc:
-                log.exception("%s: the item failed", req.input_uri)
-                error = InternalError(f"{type(exc).__name__}: {exc}", subject=req.input_uri)
-                return ItemReply(await self._run(self.runner.fail, req, error), tuple(batches))
-        raise AssertionError("unreachable")
+        policy = RetryPolicy(
+            base=self.settings.item_backoff_seconds, cap=30.0, attempts=self.settings.item_attempts
+        )
+        try:
+            result = await retry_async(
+                lambda: self._item_once(req, batches, since),
+                policy,
+                # An outage of the store, or the input re-uploaded mid-transcription.
+                retry_on=(StorageUnavailable, SourceChanged),
+                describe=req.input_uri,
+            )
+            return ItemReply(result, tuple(batches))
+        except HarkError as exc:
+            log.info("%s", exc, extra={"job": req.job, "uri": req.input_uri, "code": exc.code})
+            return ItemReply(await self._run(self.runner.fail, req, exc), tuple(batches))
+        except Exception as exc:
+            log.exception("%s: the item failed", req.input_uri)
+            error = InternalError(f"{type(exc).__name__}: {exc}", subject=req.input_uri)
+            return ItemReply(await self._run(self.runner.fail, req, error), tuple(batches))
 
     async def _item_once(
+        self, req: ItemRequest, batches: list[BatchStats], since: float
+    ) -> ItemResult:
+        # One flight per output across every Worker replica and every sender.
+        holding = await self._run(self.runner.hold, req)
+        try:
+            return await self._item_held(req, batches, since)
+        finally:
+            await self._run(holding.close)
+
+    async def _item_held(
         self, req: ItemRequest, batches: list[BatchStats], since: float
     ) -> ItemResult:
         started = await self._run(self.runner.begin, req)

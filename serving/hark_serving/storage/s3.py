@@ -222,6 +222,43 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, str(uri)) from exc
 
+    def put_conditional(
+        self, uri: S3Uri, data: bytes, *, if_match: str | None = None
+    ) -> str | None:
+        """Create `uri` only if it does not exist (`If-None-Match: *`), or replace it only
+        if its ETag is still `if_match`; the new ETag, or None when the condition failed."""
+        self.check_allowed(uri)
+        condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+        try:
+            r = self.client.put_object(
+                Bucket=uri.bucket, Key=uri.key, Body=data, ContentType="application/json",
+                **condition,
+            )  # fmt: skip
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            # 412: the condition failed; 409: a concurrent conditional write won the race.
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            if if_match and (status == 404 or code in _NOT_FOUND):
+                return None  # replaced and released meanwhile
+            raise _translate(exc, str(uri)) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc, str(uri)) from exc
+        return str(r["ETag"])
+
+    def get_with_etag(self, uri: S3Uri) -> tuple[bytes, str] | None:
+        """An object's bytes and ETag, or None if it does not exist."""
+        self.check_allowed(uri)
+        try:
+            r = self.client.get_object(Bucket=uri.bucket, Key=uri.key)
+            return r["Body"].read(), str(r["ETag"])
+        except (ClientError, BotoCoreError) as exc:
+            err = _translate(exc, str(uri))
+            if isinstance(err, ObjectNotFound):
+                return None
+            raise err from exc
+
     def delete(self, uri: S3Uri) -> None:
         self.check_allowed(uri)
         try:

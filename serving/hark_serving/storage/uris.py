@@ -3,6 +3,12 @@
 Output keys are derived from input keys by keeping the path relative to the
 job's input prefix; nothing a client sends can climb out of the output prefix
 (no `..`, no absolute keys, no empty path segments).
+
+`key_problem` is the one key validation the planner (operator) and the worker
+(`POST /v1/items`) share, so a key one of them accepts the other never refuses
+in a loop. It takes the rules of AWS S3 (at most 1024 bytes of UTF-8) and of
+the S3 servers Hark must run on, which map keys onto file systems (MinIO
+refuses empty segments, `.` and `..` segments, and segments over 255 bytes).
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from dataclasses import dataclass
 from hark_serving.errors import InvalidUri
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+MAX_KEY_BYTES = 1024  # AWS S3
+MAX_SEGMENT_BYTES = 255  # a file name on the file systems S3 servers such as MinIO use
+# The longest suffix an output base gets: `<base>.error.json`.
+LONGEST_OUTPUT_SUFFIX = ".error.json"
 
 AUDIO_EXTENSIONS = (
     "wav", "mp3", "m4a", "aac", "flac", "ogg", "opus", "oga", "webm", "mp4", "mkv", "mov",
@@ -42,6 +52,35 @@ class S3Uri:
         return S3Uri(self.bucket, self.key + safe_relative(relative))
 
 
+def key_problem(key: str) -> str | None:
+    """Why an object key cannot be read or written safely, or None when it can."""
+    if not key:
+        return "the key is empty"
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        return f"the key is {size} bytes long; S3 allows {MAX_KEY_BYTES}"
+    if key.startswith("/"):
+        return "the key starts with '/'"
+    if "\x00" in key:
+        return "the key contains a NUL character"
+    segments = key.rstrip("/").split("/")
+    if any(s == "" for s in segments):
+        return "the key has an empty path segment ('//')"
+    if any(s in (".", "..") for s in segments):
+        return "the key has a '.' or '..' path segment"
+    longest = max(len(s.encode("utf-8", "surrogatepass")) for s in segments)
+    if longest > MAX_SEGMENT_BYTES:
+        return f"a path segment is {longest} bytes long; at most {MAX_SEGMENT_BYTES} are allowed"
+    return None
+
+
+def output_key_problem(base_key: str) -> str | None:
+    """Why the outputs of an output base (`<base>.json` … `<base>.error.json`) cannot be
+    written, or None."""
+    problem = key_problem(base_key + LONGEST_OUTPUT_SUFFIX)
+    return f"its output key: {problem}" if problem else None
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
@@ -57,10 +96,9 @@ def parse_s3_uri(uri: str) -> S3Uri:
             f"{bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, '.', '-')",
             subject=uri,
         )
-    if key.startswith("/") or any(part in ("..", ".") for part in key.split("/")):
-        raise InvalidUri("keys may not start with '/' or contain '.' or '..' segments", subject=uri)
-    if "//" in key:
-        raise InvalidUri("keys may not contain empty path segments ('//')", subject=uri)
+    problem = key_problem(key) if key else None
+    if problem is not None:
+        raise InvalidUri(f"{problem}; rename the object", subject=uri)
     return S3Uri(bucket, key)
 
 

@@ -11,6 +11,8 @@ import contextlib
 import gc
 import json
 import os
+import socket
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,3 +163,74 @@ def hark_env(environ: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(environ)
     return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def serve_url(ray_local: Any) -> Iterator[str]:
+    """Serve's proxy: the one already running in this session, or a new one."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+
+    try:
+        client = _get_global_client()
+    except Exception:  # not started yet: no client
+        client = None
+    if client is not None:
+        yield f"http://127.0.0.1:{client.http_config.port}"
+        return
+    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+    try:
+        yield f"http://127.0.0.1:{_get_global_client().http_config.port}"
+    finally:
+        serve.shutdown()
+
+
+def serve_profiles(test_env: Environment, tmp_path: Path) -> Path:
+    """The Serve app's storage profiles: MinIO, keys from files as mounted from a Secret."""
+    creds = tmp_path / "creds"
+    creds.mkdir(exist_ok=True)
+    (creds / "AWS_ACCESS_KEY_ID").write_text(test_env.s3_access_key)
+    (creds / "AWS_SECRET_ACCESS_KEY").write_text(test_env.s3_secret_key)
+    profiles = tmp_path / "serve-profiles.yaml"
+    profiles.write_text(
+        yaml.safe_dump(
+            {
+                "default": "minio",
+                "profiles": {
+                    "minio": {
+                        "endpointUrl": test_env.s3_endpoint,
+                        "region": test_env.s3_region,
+                        "addressingStyle": "path",
+                        "credentialsDir": str(creds),
+                    }
+                },
+            }
+        )
+    )
+    return profiles
+
+
+def json_versions(s3: S3Client, bucket: str) -> Counter[str]:
+    versions: Counter[str] = Counter()
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="out/"):
+        for v in page.get("Versions", []):
+            if v["Key"].endswith(".wav.json"):
+                versions[v["Key"]] += 1
+    return versions
+
+
+def purge_versions(s3: S3Client, bucket: str) -> None:
+    """A versioned bucket keeps deleted objects; remove every version for the teardown."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", [])]
+        doomed += [
+            {"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", [])
+        ]
+        if doomed:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})

@@ -1,9 +1,10 @@
 """A small real HTTP server for `POST /v1/items`, running `hark_serving.runs.items.run_item`
 with a local model: the operator's HTTP client talks to it as to the Serve app.
 
-It behaves like a Serve Worker replica: idempotent per output (a second
-request for an output being worked on waits for the first, then finds it
-current), bearer-token auth, the Serve app's status codes. Run it in a thread
+It behaves like a Serve Worker replica because it runs the same code: one
+flight per output through the output's lease in S3 (a second request for an
+output being worked on gets `in_progress`), bearer-token auth, the Serve app's
+status codes. Run it in a thread
 (`ItemServer`) or as a process (`python -m tests.integration.operator.itemserver`),
 which a test can SIGKILL to lose a replica mid-item.
 """
@@ -24,7 +25,13 @@ from typing import Any
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.storage.profiles import Credentials, ProfilesFile, StorageProfile, StorageProfiles
 
-STATUS = {"storage_unavailable": 503, "not_found": 404, "access_denied": 403, "internal": 500}
+STATUS = {
+    "storage_unavailable": 503,
+    "not_found": 404,
+    "access_denied": 403,
+    "internal": 500,
+    "in_progress": 409,
+}
 
 
 def profiles_for(endpoint: str, access_key: str, secret_key: str) -> StorageProfiles:
@@ -52,8 +59,6 @@ class ItemServer:
     order: list[str] = field(default_factory=list)  # input URIs as requests arrived
     senders: list[tuple[str, str, float]] = field(default_factory=list)  # (input, operator, time)
     operators: set[str] = field(default_factory=set)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         from hark_operator.clients.inprocess import InProcessProcessor
@@ -65,14 +70,11 @@ class ItemServer:
         self.httpd: ThreadingHTTPServer | None = None
 
     def handle(self, req: ItemRequest) -> ItemResult:
-        with self._guard:
-            lock = self._locks.setdefault(req.output_uri, threading.Lock())
-        with lock:  # single-flight per output, as a replica should be
-            if self.slow_seconds:
-                time.sleep(self.slow_seconds)
-            if self.die_on is not None and req.input_uri == self.die_on:
-                os._exit(17)  # a replica lost mid-item: no answer, no outputs
-            return self.processor._process(req)
+        if self.slow_seconds:
+            time.sleep(self.slow_seconds)
+        if self.die_on is not None and req.input_uri == self.die_on:
+            os._exit(17)  # a replica lost mid-item: no answer, no outputs
+        return self.processor._process(req)
 
     def serve(self, port: int = 0) -> int:
         server = self

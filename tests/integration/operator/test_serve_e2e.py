@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
 from tests.env.environment import Environment
 from tests.env.kube import apply_yaml
@@ -22,6 +19,7 @@ from .conftest import (
     keys,
     kopf_operator,
     operator_environ,
+    serve_profiles,
     upload,
     wait_phase,
 )
@@ -30,32 +28,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def serve_url(ray_local: Any) -> Iterator[str]:
-    """Serve's proxy: the one already running in this session, or a new one."""
-    from ray import serve
-    from ray.serve.context import _get_global_client
-
-    try:
-        client = _get_global_client()
-    except Exception:  # not started yet: no client
-        client = None
-    if client is not None:
-        yield f"http://127.0.0.1:{client.http_config.port}"
-        return
-    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
-    try:
-        yield f"http://127.0.0.1:{_get_global_client().http_config.port}"
-    finally:
-        serve.shutdown()
 
 
 def test_a_batch_job_runs_on_the_serve_application(
@@ -70,26 +42,7 @@ def test_a_batch_job_runs_on_the_serve_application(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    creds = tmp_path / "creds"
-    creds.mkdir()
-    (creds / "AWS_ACCESS_KEY_ID").write_text(test_env.s3_access_key)
-    (creds / "AWS_SECRET_ACCESS_KEY").write_text(test_env.s3_secret_key)
-    profiles = tmp_path / "serve-profiles.yaml"
-    profiles.write_text(
-        yaml.safe_dump(
-            {
-                "default": "minio",
-                "profiles": {
-                    "minio": {
-                        "endpointUrl": test_env.s3_endpoint,
-                        "region": test_env.s3_region,
-                        "addressingStyle": "path",
-                        "credentialsDir": str(creds),
-                    }
-                },
-            }
-        )
-    )
+    profiles = serve_profiles(test_env, tmp_path)
     upload(s3, bucket, {
         "in/a/speech_en.mp3": audio_dir / "speech_en.mp3",
         "in/one_sentence_16k.wav": audio_dir / "one_sentence_16k.wav",

@@ -288,7 +288,9 @@ def test_a_worker_killed_mid_item_never_leaves_a_partial_object(
     deadline = time.monotonic() + 180
     while not (isinstance(final, httpx.Response) and final.status_code == 200):
         if isinstance(final, httpx.Response):
-            assert final.status_code == 503, final.text
+            # 503: no Worker yet; 409: the killed Worker's lease on the output has not
+            # expired yet (one flight per output, even across a replica's death).
+            assert final.status_code in (409, 503), final.text
         assert time.monotonic() < deadline, f"no success after the kill: {final}"
         time.sleep(2)
         try:

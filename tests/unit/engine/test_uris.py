@@ -71,3 +71,51 @@ def test_include_and_exclude_globs() -> None:
     assert matches("calls/x.wav", ["calls/*"], [])
     assert not matches("other/x.wav", ["calls/*"], [])
     assert not matches("calls/tmp.wav", [], ["tmp.*"])
+
+
+# The one key validation the planner and the worker share, with AWS S3's rules
+# (keys up to 1024 bytes of UTF-8) and those of S3 servers on file systems.
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("in/a b.wav", None),
+        ("in/ünïcödé/語音.wav", None),
+        ("in/a+b=c&d.wav", None),
+        ("in/" + "x" * 255, None),
+        ("x" * 1024, "segment is 1024 bytes"),
+        ("/".join(["y" * 200] * 5) + "/" + "z" * 19, None),  # exactly 1024 bytes
+        ("/".join(["y" * 200] * 5) + "/" + "z" * 20, "1025 bytes"),
+        ("/".join(["é" * 100] * 5) + "/" + "z" * 20, "1025 bytes"),  # bytes, not characters
+        ("in/a//b.wav", "empty path segment"),
+        ("./b.wav", "'.' or '..'"),
+        ("in/../b.wav", "'.' or '..'"),
+        ("/in/b.wav", "starts with '/'"),
+        ("in/" + "x" * 256, "256 bytes"),
+        ("", "empty"),
+    ],
+)
+def test_key_problem_follows_the_s3_rules(key: str, problem: str | None) -> None:
+    from hark_serving.storage.uris import key_problem
+
+    found = key_problem(key)
+    if problem is None:
+        assert found is None, found
+    else:
+        assert found is not None and problem in found, found
+
+
+def test_an_output_key_past_1024_bytes_is_a_problem_of_its_output() -> None:
+    from hark_serving.storage.uris import output_key_problem
+
+    base = "out/" + "/".join(["d" * 200] * 5)  # 1004 bytes; + ".error.json" = 1015
+    assert output_key_problem(base) is None
+    assert "its output key" in (output_key_problem(base + "x" * 10) or "")
+
+
+def test_the_worker_refuses_what_the_planner_refuses() -> None:
+    from hark_serving.storage.uris import key_problem
+
+    for key in ("in/a//b.wav", "./b.wav", "in/" + "x" * 256):
+        assert key_problem(key) is not None
+        with pytest.raises(InvalidUri, match="rename the object"):
+            parse_s3_uri(f"s3://bucket/{key}")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from hark_operator.errors import ProcessorUnavailable
-from hark_serving.errors import BucketNotAllowed, ObjectNotFound, StorageUnavailable
+from hark_serving.errors import AccessDenied, BucketNotAllowed, ObjectNotFound, StorageUnavailable
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.storage.s3 import ObjectInfo
 from hark_serving.storage.uris import S3Uri, parse_s3_uri
@@ -39,7 +41,11 @@ class FakeStore:
     now: datetime = EPOCH
     list_pages: int = 0
     unavailable: int = 0  # the next N calls fail with StorageUnavailable
+    denied: int = 0  # the next N listings fail with AccessDenied (expired credentials)
+    refuse_suffix: str = ""  # writes of keys ending so are refused (a bucket policy)
     puts: Counter[str] = field(default_factory=Counter)
+    gets: int = 0
+    read_delay: float = 0.0  # seconds each get_bytes takes (a slow store, a far region)
 
     def _tick(self) -> datetime:
         self.now += timedelta(seconds=1)
@@ -60,6 +66,9 @@ class FakeStore:
 
     def iter_objects(self, prefix: S3Uri, page_size: int = 1000) -> Iterator[ObjectInfo]:
         self.check_allowed(prefix)
+        if self.denied > 0:
+            self.denied -= 1
+            raise AccessDenied("the credentials expired", subject=str(prefix))
         keys = sorted(
             k for (b, k) in self.objects if b == prefix.bucket and k.startswith(prefix.key)
         )
@@ -82,6 +91,9 @@ class FakeStore:
 
     def get_bytes(self, uri: S3Uri) -> bytes:
         self._maybe_fail(uri)
+        self.gets += 1
+        if self.read_delay:
+            time.sleep(self.read_delay)
         obj = self.objects.get((uri.bucket, uri.key))
         if obj is None:
             raise ObjectNotFound("no such object", subject=str(uri))
@@ -95,6 +107,8 @@ class FakeStore:
         metadata: dict[str, str] | None = None,
     ) -> None:
         self._maybe_fail(uri)
+        if self.refuse_suffix and uri.key.endswith(self.refuse_suffix):
+            raise AccessDenied("the bucket policy demands encryption headers", subject=str(uri))
         self.puts[str(uri)] += 1
         self.objects[(uri.bucket, uri.key)] = _Obj(data, dict(metadata or {}), self._tick())
 
@@ -131,6 +145,8 @@ class FakeWorker:
     delay: float = 0.0
     flaky: Counter[str] = field(default_factory=Counter)
     unreachable: Counter[str] = field(default_factory=Counter)
+    crashes: Counter[str] = field(default_factory=Counter)  # failures the input may cause
+    down: int = 0  # the next N calls, whatever the input, find no processor
     hang: asyncio.Event | None = None
     calls: list[ItemRequest] = field(default_factory=list)
     active: Counter[str] = field(default_factory=Counter)  # per job, right now
@@ -154,9 +170,21 @@ class FakeWorker:
                 await asyncio.sleep(self.delay)
             if self.hang is not None:
                 await self.hang.wait()
+            if self.down > 0:
+                self.down -= 1
+                raise ProcessorUnavailable("connection refused")
             if self.unreachable[req.input_uri] > 0:
                 self.unreachable[req.input_uri] -= 1
                 raise ProcessorUnavailable("connection reset")
+            if self.crashes[req.input_uri] > 0:
+                self.crashes[req.input_uri] -= 1
+                return ItemResult(
+                    status="failed",
+                    input_uri=req.input_uri,
+                    output_uri=req.output_uri + ".json",
+                    error=ItemError(code="internal", message="the decoder crashed"),
+                    retryable=True,
+                )
             if self.flaky[req.input_uri] > 0:
                 self.flaky[req.input_uri] -= 1
                 return ItemResult(
@@ -193,12 +221,13 @@ class FakeWorker:
         data = self.store.get_bytes(src)
         if data == b"broken":
             doc = {"code": "corrupt_audio", "message": "cannot decode", "attempts": req.attempt}
-            self.store.put_bytes(
-                S3Uri(out.bucket, out.key + ".error.json"),
-                json.dumps(doc).encode(),
-                "application/json",
-                {"hark-source-etag": etag},
-            )
+            with contextlib.suppress(AccessDenied):  # as the worker: logged, reported below
+                self.store.put_bytes(
+                    S3Uri(out.bucket, out.key + ".error.json"),
+                    json.dumps(doc).encode(),
+                    "application/json",
+                    {"hark-source-etag": etag},
+                )
             return ItemResult(
                 status="failed",
                 input_uri=req.input_uri,
@@ -234,6 +263,7 @@ class FakeStores:
         from concurrent.futures import ThreadPoolExecutor
 
         self.fake = store
+        self.forgotten = 0
         self._pool = ThreadPoolExecutor(max_workers=2)
 
     async def store(self, profile: str | None) -> FakeStore:
@@ -242,6 +272,9 @@ class FakeStores:
         if profile == "missing":
             raise JobConfigError("unknown storage profile 'missing'")
         return self.fake
+
+    def forget(self, profile: str | None) -> None:
+        self.forgotten += 1
 
     async def run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -88,6 +88,19 @@ def test_no_result_means_unavailable(status: int, body: Any) -> None:
         asyncio.run(processor(status, body).process(REQ))
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_credential_is_named_as_such(status: int) -> None:
+    from hark_operator.errors import ProcessorRefused
+
+    with pytest.raises(ProcessorRefused) as err:
+        asyncio.run(
+            processor(status, {"error": {"code": "unauthorized", "message": "bad token"}}).process(
+                REQ
+            )
+        )
+    assert err.value.code == "processor_refused" and str(status) in str(err.value)
+
+
 def test_connection_errors_mean_unavailable() -> None:
     for exc in (httpx.ConnectError("refused"), httpx.ReadError("reset"), httpx.ReadTimeout("slow")):
         with pytest.raises(ProcessorUnavailable):

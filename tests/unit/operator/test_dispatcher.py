@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.dispatcher import Dispatcher, RetryPolicy
 from hark_operator.jobs.work import Outcome, WorkItem
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
 
 from .fakes import FakeStore, FakeWorker
 
 T = TypeVar("T")
-FAST = Backoff(base=0.01, factor=2.0, cap=0.05, jitter=0.0)
+FAST = RetryPolicy(base=0.01, factor=2.0, cap=0.05, jitter=0.0, attempts=None)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -104,12 +104,32 @@ def test_equal_priorities_take_turns() -> None:
     run(main())
 
 
-def test_retryable_failures_are_retried_with_backoff_then_succeed() -> None:
+def test_outages_are_retried_without_spending_attempts() -> None:
     async def main() -> None:
         _, worker = populated(1, jobs=("a",))
         it = item("a", 0)
-        worker.flaky[it.request.input_uri] = 1
+        worker.flaky[it.request.input_uri] = 4  # storage_unavailable: not the file's fault
         worker.unreachable[it.request.input_uri] = 1
+        recorder = Recorder()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST, recorder=recorder)
+        d.register("a", parallelism=1, max_attempts=2, sink=outcomes.append)
+        d.start()
+        await d.submit("a", it)
+        await d.idle("a")
+        await d.close()
+        assert [r.attempt for r in worker.calls] == [1] * 6
+        assert recorder.calls == []
+        assert len(outcomes) == 1 and outcomes[0].result.status == "succeeded"
+
+    run(main())
+
+
+def test_failures_the_input_may_cause_are_retried_then_succeed() -> None:
+    async def main() -> None:
+        _, worker = populated(1, jobs=("a",))
+        it = item("a", 0)
+        worker.crashes[it.request.input_uri] = 2
         outcomes: list[Outcome] = []
         d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST)
         d.register("a", parallelism=1, max_attempts=3, sink=outcomes.append)
@@ -128,7 +148,7 @@ def test_max_attempts_then_the_failure_is_recorded_once() -> None:
     async def main() -> None:
         _, worker = populated(1, jobs=("a",))
         it = item("a", 0)
-        worker.flaky[it.request.input_uri] = 10
+        worker.crashes[it.request.input_uri] = 10
         recorder = Recorder()
         outcomes: list[Outcome] = []
         d = Dispatcher(worker, max_in_flight=2, item_timeout=5, backoff=FAST, recorder=recorder)
@@ -140,6 +160,55 @@ def test_max_attempts_then_the_failure_is_recorded_once() -> None:
         assert len(worker.calls) == 2
         assert recorder.calls == [("a", it.key, 2)]
         assert [o.result.status for o in outcomes] == ["failed"]
+
+    run(main())
+
+
+def test_an_unreachable_processor_pauses_every_job_then_one_probe_resumes() -> None:
+    async def main() -> None:
+        _, worker = populated(4)
+        worker.down = 3  # the first try and two probes find nobody
+        recorder = Recorder()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=1, item_timeout=5, backoff=FAST, recorder=recorder)
+        d.register("a", parallelism=1, max_attempts=1, sink=outcomes.append)
+        d.register("b", parallelism=1, max_attempts=1, sink=outcomes.append)
+        for i in range(4):
+            await d.submit("a", item("a", i))
+            await d.submit("b", item("b", i))
+        d.start()
+        await d.idle("a")
+        await d.idle("b")
+        await d.close()
+        # Three calls found no processor, then all eight items went through once each.
+        assert len(worker.calls) == 3 + 8
+        assert sorted(o.result.status for o in outcomes) == ["succeeded"] * 8
+        assert recorder.calls == [] and all(r.attempt == 1 for r in worker.calls)
+        assert d.processor_state().available and d.gate.changes == 2
+
+    run(main())
+
+
+def test_while_paused_only_the_probe_goes_out() -> None:
+    async def main() -> None:
+        _, worker = populated(6, jobs=("a",))
+        worker.down = 1_000_000
+        d = Dispatcher(worker, max_in_flight=4, item_timeout=5, backoff=FAST)
+        d.register("a", parallelism=4, max_attempts=1, sink=lambda o: None)
+        for i in range(6):
+            await d.submit("a", item("a", i))
+        d.start()
+        while len(worker.calls) < 12:
+            await asyncio.sleep(0.01)
+        state = d.processor_state()
+        assert not state.available and state.reason == "ProcessorUnreachable"
+        # After the first wave (up to max_in_flight at once), one probe at a time.
+        assert worker.peak_total <= 4
+        assert d.load("a").open == 6  # nothing was given up
+        worker.down = 0
+        await d.idle("a")
+        await d.close()
+        assert d.processor_state().available
 
     run(main())
 
@@ -162,20 +231,67 @@ def test_permanent_failures_are_not_retried() -> None:
     run(main())
 
 
-def test_a_timeout_counts_as_a_retryable_failure() -> None:
+def test_a_timeout_counts_as_an_attempt_only_while_other_files_finish() -> None:
+    async def main() -> None:
+        store, worker = populated(0, jobs=("a",))
+        store.put("s3://in-b/a/000.mp3")
+        store.put("s3://in-b/a/001.mp3")
+        slow = "s3://in-b/a/000.mp3"
+
+        class Slow:
+            def __init__(self) -> None:
+                self.calls: list[ItemRequest] = []
+
+            async def process(self, req: ItemRequest) -> ItemResult:
+                self.calls.append(req)
+                if req.input_uri == slow:
+                    await asyncio.sleep(10)
+                return await worker.process(req)
+
+            async def ready(self) -> bool:
+                return True  # the pool is up: the file is what takes too long
+
+            async def aclose(self) -> None:
+                pass
+
+        proc = Slow()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(proc, max_in_flight=2, item_timeout=0.2, backoff=FAST, recorder=Recorder())
+        d.register("a", parallelism=2, max_attempts=2, sink=outcomes.append)
+        d.start()
+        await d.submit("a", item("a", 0))
+        await d.submit("a", item("a", 1))
+        await d.idle("a")
+        await d.close()
+        failed = [o for o in outcomes if o.result.status == "failed"]
+        assert len(failed) == 1 and failed[0].attempts == 2
+        assert failed[0].result.error is not None and failed[0].result.error.code == "timeout"
+
+    run(main())
+
+
+def test_a_timeout_while_the_pool_is_not_ready_keeps_the_file_pending() -> None:
     async def main() -> None:
         _, worker = populated(1, jobs=("a",))
         worker.hang = asyncio.Event()
+
+        async def ready() -> bool:
+            return False  # /readyz: no Transcriber yet
+
+        worker.ready = ready  # type: ignore[attr-defined]
         outcomes: list[Outcome] = []
         d = Dispatcher(worker, max_in_flight=1, item_timeout=0.05, backoff=FAST)
-        d.register("a", parallelism=1, max_attempts=2, sink=outcomes.append)
+        d.register("a", parallelism=1, max_attempts=1, sink=outcomes.append)
         d.start()
         await d.submit("a", item("a", 0))
+        while len(worker.calls) < 4:  # the pool is scaling up: every try times out
+            await asyncio.sleep(0.01)
+        assert outcomes == [] and d.environment_trouble("a") is not None
+        worker.hang.set()
         await d.idle("a")
         await d.close()
-        assert len(worker.calls) == 2
-        error = outcomes[0].result.error
-        assert error is not None and error.code == "timeout"
+        assert [o.result.status for o in outcomes] == ["succeeded"]
+        assert {r.attempt for r in worker.calls} == {1}
 
     run(main())
 
@@ -261,12 +377,6 @@ def test_submit_waits_while_the_queue_is_full() -> None:
         await d.close()
 
     run(main())
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    b = Backoff(base=2, factor=2, cap=10, jitter=0.5)
-    assert [b.delay(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
-    assert b.delay(1, rand=1.0) == 1.0
 
 
 def test_the_oldest_open_item_ages_until_it_is_done() -> None:

@@ -8,14 +8,15 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from hark_operator.clients.storage import ErrorRecorder
-from hark_operator.jobs.dispatcher import Backoff, Dispatcher
+from hark_operator.jobs.dispatcher import Dispatcher, RetryPolicy
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
 from hark_operator.jobs.reporter import Reporter
 from hark_operator.resource.models import JobRef, JobSpec, JobStatus
 from hark_operator.run import MemoryStatus
+from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.storage.uris import S3Uri
 
-from .fakes import Events, FakeStore, FakeStores, FakeWorker
+from .fakes import Events, FakeStore, FakeStores, FakeWorker, transcript
 
 T = TypeVar("T")
 REF = JobRef(namespace="ns", name="job", uid="u1")
@@ -49,7 +50,7 @@ class Harness:
             self.worker,
             max_in_flight=4,
             item_timeout=5,
-            backoff=Backoff(base=0.01, cap=0.02, jitter=0),
+            backoff=RetryPolicy(base=0.01, cap=0.02, jitter=0, attempts=None),
             recorder=ErrorRecorder(self.stores),  # type: ignore[arg-type]
         )
         self.dispatcher.start()
@@ -236,13 +237,15 @@ def test_items_that_keep_failing_get_an_error_file_from_the_operator() -> None:
         store = FakeStore()
         store.put("s3://in-b/calls/a.mp3")
         h = Harness(store)
-        h.worker.flaky["s3://in-b/calls/a.mp3"] = 100
+        store.put("s3://in-b/calls/b.mp3")
+        h.worker.crashes["s3://in-b/calls/a.mp3"] = 100
         status = await (await h.job(spec(maxAttempts=2))).run()
         await h.close()
         assert status.phase == "Succeeded" and status.counts.failed == 1
         doc = json.loads(store.get_bytes(S3Uri("out-b", "t/a.mp3.error.json")))
-        assert doc["code"] == "storage_unavailable" and doc["attempts"] == 2
-        assert len(h.worker.calls) == 2  # the next scan sees the error file: no more tries
+        assert doc["code"] == "internal" and doc["attempts"] == 2
+        # Two tries of a.mp3, one of b.mp3; the next scan sees the error file: no more tries.
+        assert len(h.worker.calls) == 3
 
     run(main())
 
@@ -267,5 +270,197 @@ def test_a_restarted_job_carries_on_without_repeating_work() -> None:
         assert status.phase == "Succeeded" and status.counts.succeeded == 12
         json_puts = {k: n for k, n in store.puts.items() if k.endswith(".mp3.json")}
         assert len(json_puts) == 12 and set(json_puts.values()) == {1}
+
+    run(main())
+
+
+def test_a_processor_down_mid_job_leaves_no_error_record_and_the_job_completes() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        h.worker.down = 12  # more failed tries than files x maxAttempts
+        status = await (await h.job(spec(maxAttempts=1))).run()
+        await h.close()
+        assert status.phase == "Succeeded", status
+        assert status.counts.succeeded == 4 and status.counts.failed == 1  # broken.mp3 only
+        errors = [k for k in store.keys("out-b") if k.endswith(".error.json")]
+        assert errors == ["t/broken.mp3.error.json"]
+        assert "ProcessorUnreachable" in h.events.reasons()
+        assert "ProcessorAvailable" in h.events.reasons()
+        cond = {c.type: c for c in status.conditions}
+        assert cond["ProcessorAvailable"].status == "True"
+
+    run(main())
+
+
+def test_a_batch_job_in_which_every_file_failed_is_failed() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        for i in range(3):
+            store.put(f"s3://in-b/calls/{i}.mp3", b"broken")
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Failed" and status.counts.failed == 3
+        failed = {c.type: c for c in status.conditions}["Failed"]
+        assert failed.reason == "AllFilesFailed"
+
+    run(main())
+
+
+def test_a_failure_budget_fails_the_job_once_exceeded() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        store.put("s3://in-b/calls/broken2.mp3", b"broken")
+        h = Harness(store)
+        within = await (await h.job(spec(maxFailedFiles=2))).run()
+        await h.close()
+        assert within.phase == "Succeeded" and within.counts.failed == 2
+
+        store2 = FakeStore()
+        corpus(store2)
+        store2.put("s3://in-b/calls/broken2.mp3", b"broken")
+        h2 = Harness(store2)
+        over = await (await h2.job(spec(maxFailedFiles=1))).run()
+        await h2.close()
+        assert over.phase == "Failed"
+        failed = {c.type: c for c in over.conditions}["Failed"]
+        assert failed.reason == "FailureBudgetExceeded" and "maxFailedFiles=1" in failed.message
+
+    run(main())
+
+
+def test_an_error_record_that_cannot_be_written_stops_redispatch_and_says_so() -> None:
+    async def main() -> None:
+        store = FakeStore(refuse_suffix=".error.json")
+        corpus(store)
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Succeeded", status
+        assert status.counts.failed == 1 and status.counts.succeeded == 4
+        broken = [r for r in h.worker.calls if r.input_uri.endswith("broken.mp3")]
+        assert len(broken) == 1  # tried once, never again
+        cond = {c.type: c for c in status.conditions}
+        assert cond["ErrorRecordsWritten"].status == "False"
+        assert status.recent_failures[-1].reason == "error_record_not_written"
+
+    run(main())
+
+
+def test_an_access_error_during_a_watch_scan_is_a_condition_and_a_retry() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        store.denied = 3
+        h = Harness(store)
+        runner = await h.job(spec(mode="Watch", pollIntervalSeconds=1))
+        task = asyncio.create_task(runner.run())
+        while "AccessDenied" not in h.events.reasons():
+            await asyncio.sleep(0.01)
+        assert runner.phase == "Watching"
+        while not any(k.endswith("d.ogg.json") for k in store.keys("out-b")):
+            await asyncio.sleep(0.01)
+        assert runner.phase == "Watching" and runner.blocked is None
+        assert "Recovered" in h.events.reasons()
+        assert h.stores.forgotten >= 1  # the profile's Secret is read again after a refusal
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await h.close()
+
+    run(main())
+
+
+def test_keys_the_worker_refuses_are_counted_as_failed_with_the_reason() -> None:
+    """An AWS-like store takes `a//b.wav` and `./b.wav`; the worker never would."""
+    from hark_serving.storage.uris import S3Uri as Uri
+
+    async def main() -> None:
+        store = FakeStore()
+        good = ["a b.wav", "ünï/語音.wav", "a+b.wav"]
+        for key in good:
+            store.put_bytes(Uri("in-b", f"calls/{key}"), b"audio")
+        # The last input key is 1021 bytes (allowed), its error record's would be 1026.
+        bad = ["x//b.wav", "./c.wav", "/".join(["d" * 200] * 5) + "/eeeeee.wav"]
+        for key in bad:
+            store.put_bytes(Uri("in-b", f"calls/{key}"), b"audio")
+        h = Harness(store)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.counts.total == 6 and status.counts.succeeded == 3
+        assert status.counts.failed == 3 and status.counts.pending == 0
+        assert status.phase == "Succeeded"
+        assert {r.input_uri for r in h.worker.calls} == {f"s3://in-b/calls/{k}" for k in good}
+        reasons = {f.key.rsplit("/", 1)[-1][:8]: f for f in status.recent_failures}
+        assert all(f.reason == "invalid_uri" for f in status.recent_failures)
+        assert "empty path segment" in reasons["b.wav"].message
+        assert "'.' or '..'" in reasons["c.wav"].message
+        assert "output key" in reasons["eeeeee.w"].message and "1024" in reasons["eeeeee.w"].message
+        # The keys are kept as they are; a second scan reports them again, once each.
+        assert len(status.recent_failures) == 3
+
+    run(main())
+
+
+def test_after_a_restart_a_new_upload_does_not_wait_for_the_summary_of_the_old_ones() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        old = 1500
+        for i in range(old):
+            store.put(f"s3://in-b/calls/{i:05d}.mp3")
+            store.put(f"s3://out-b/t/{i:05d}.mp3.json", json.dumps(transcript()).encode())
+        store.put("s3://in-b/calls/zz-new.mp3")  # last in key order
+        store.read_delay = 0.002  # reading 1500 transcripts takes seconds
+        seen: list[int] = []
+        worker = FakeWorker(store)
+        original = worker.process
+
+        async def process(req: ItemRequest) -> ItemResult:
+            seen.append(store.gets)
+            return await original(req)
+
+        worker.process = process  # type: ignore[method-assign]
+        h = Harness(store, worker)
+        status = await (await h.job(spec())).run()
+        await h.close()
+        assert status.phase == "Succeeded" and status.counts.total == old + 1
+        assert status.counts.succeeded == old + 1 and status.counts.failed == 0
+        # Dispatched long before the summary had read the history...
+        assert seen and seen[0] < old // 2, seen
+        # ...which the summary still covers in the end.
+        assert store.gets >= old
+
+    run(main())
+
+
+def test_a_second_job_on_the_same_output_prefix_waits_and_says_why() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        corpus(store)
+        h = Harness(store)
+        first = await h.job(spec())
+        env = first.env
+        events = Events()
+        second = JobRunner(
+            JobRef(namespace="ns", name="other", uid="u2"),
+            lambda: spec(input={"uri": "s3://in-b/calls/deep/"}, output={"uri": "s3://out-b/t/"}),
+            Reporter(MemoryStatus(), events),
+            env,
+        )
+        env.claims.claim(first.key, spec().output_prefix)  # the first job is running
+        task = asyncio.create_task(second.run())
+        while "OutputConflict" not in events.reasons():
+            await asyncio.sleep(0.01)
+        assert second.blocked is not None and "ns/job" in second.blocked[1]
+        assert h.worker.calls == []  # nothing of the second job was dispatched
+        status = await first.run()  # runs to the end, then frees the prefix
+        assert status.phase == "Succeeded"
+        other = await asyncio.wait_for(task, 10)
+        await h.close()
+        assert other.phase == "Succeeded" and "Recovered" in events.reasons()
+        cond = {c.type: c for c in other.conditions}
+        assert cond["Progressing"].reason == "Completed"
 
     run(main())

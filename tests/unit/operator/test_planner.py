@@ -85,7 +85,7 @@ def test_join_streams_both_listings() -> None:
         (None, None, False, ("pending", False)),
         (30, None, False, ("done", False)),
         (5, None, False, ("pending", False)),  # input changed after its transcript
-        (10, None, False, ("done", True)),  # same second counts as current; before the job
+        (10, None, False, ("pending", False)),  # same second: the ETag decides (none given)
         (None, 30, False, ("failed", False)),
         (None, 5, False, ("pending", False)),
         (30, 40, False, ("failed", False)),  # the later write wins
@@ -103,6 +103,24 @@ def test_classify(
     error = info("o.error.json", error_at) if error_at is not None else None
     since = EPOCH + timedelta(seconds=25)  # the job was created at 25
     assert classify(source, json, error, overwrite=overwrite, since=since) == expected
+
+
+@pytest.mark.parametrize(("recorded", "expected"), [("e-in", "done"), ("e-old", "pending")])
+def test_an_output_of_the_same_second_is_current_only_with_the_inputs_etag(
+    recorded: str, expected: str
+) -> None:
+    source = ObjectInfo("in", 1, '"e-in"', EPOCH + timedelta(seconds=10))
+    json = info("o.json", 10)
+    asked: list[tuple[str, str]] = []
+
+    def records(key: str, etag: str) -> bool:
+        asked.append((key, etag))
+        return recorded == etag
+
+    assert classify(source, json, None, records=records)[0] == expected
+    assert asked == [("o.json", "e-in")]  # one HEAD, only for the tie
+    later = info("o.json", 11)
+    assert classify(source, later, None, records=records)[0] == "done" and len(asked) == 1
 
 
 def scan(store: FakeStore, input_uri: str, output_uri: str, **kw: object) -> dict[str, str]:

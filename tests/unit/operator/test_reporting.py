@@ -131,7 +131,12 @@ def test_status_for_each_phase() -> None:
         "False",
         "False",
     )
-    assert [c.type for c in done.conditions] == ["Progressing", "Suspended", "Complete"]
+    assert [c.type for c in done.conditions] == [
+        "Progressing",
+        "ProcessorAvailable",
+        "Suspended",
+        "Complete",
+    ]
     suspended = build_status(JobStatus(), Observation("Suspended", Counts(total=3, pending=3)), T0)
     cond = {c.type: c for c in suspended.conditions}
     assert cond["Suspended"].status == "True" and cond["Progressing"].reason == "Suspended"
@@ -182,3 +187,33 @@ def test_endless_conflicts_give_up_for_this_round() -> None:
     writer = FlakyWriter(conflicts=100)
     reporter = Reporter(writer, Events())
     assert not asyncio.run(reporter.publish(Observation("Running", Counts()), T0))
+
+
+def test_a_paused_processor_and_unwritten_error_records_are_conditions() -> None:
+    from hark_operator.jobs.gate import GateState
+
+    counts = Counts(total=4, succeeded=1, pending=3)
+    paused = GateState(False, "ProcessorRefused", "http://hark:8000/v1/items answered 401", 2)
+    status = build_status(
+        JobStatus(), Observation("Running", counts, processor=paused, unrecorded=2), T0
+    )
+    cond = {c.type: c for c in status.conditions}
+    assert (cond["ProcessorAvailable"].status, cond["ProcessorAvailable"].reason) == (
+        "False",
+        "ProcessorRefused",
+    )
+    assert cond["Progressing"].status == "False" and "401" in cond["Progressing"].message
+    assert cond["ErrorRecordsWritten"].status == "False" and "2 failed" in (
+        cond["ErrorRecordsWritten"].message
+    )
+    waiting = build_status(
+        status,
+        Observation("Running", counts, environment=("storage_unavailable", "minio: refused")),
+        T0,
+    )
+    cond = {c.type: c for c in waiting.conditions}
+    assert cond["ProcessorAvailable"].status == "True"
+    assert (cond["Progressing"].status, cond["Progressing"].reason) == (
+        "False",
+        "StorageUnavailable",
+    )

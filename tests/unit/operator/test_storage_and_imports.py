@@ -74,6 +74,10 @@ def test_profile_credentials_come_from_the_secret_in_the_operators_namespace() -
     assert secrets.reads == 2  # ...until it is time to pick up rotated keys
     aws = asyncio.run(stores.store("aws"))
     assert aws.settings.access_key_id is None and secrets.reads == 2  # no Secret named: AWS chain
+    secrets.data = {"AWS_ACCESS_KEY_ID": "AK2", "AWS_SECRET_ACCESS_KEY": "SK2"}
+    stores.forget("minio")  # the store refused the keys: rotated, perhaps
+    rotated = asyncio.run(stores.store("minio"))
+    assert secrets.reads == 3 and rotated.settings.access_key_id == "AK2"
     stores.close()
 
 

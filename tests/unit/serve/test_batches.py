@@ -174,6 +174,70 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on() -> None:
     assert asyncio.run(scenario())[0].recognized.raw == "auto:32000"
 
 
+class Poisoned(CountingModel):
+    """A forward pass fails whenever a segment of exactly 3 s is in it."""
+
+    def recognize(
+        self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+    ) -> list[Recognized]:
+        if any(len(w) == 48000 for w in waves):
+            self.batches.append([-1])
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return super().recognize(waves, requests)
+
+
+def test_a_failing_batch_is_retried_per_segment_so_only_the_culprit_fails() -> None:
+    model = Poisoned()
+
+    async def scenario() -> list[object]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, BatchLimits(), pool)
+            calls = [
+                batcher.submit([SegmentTask(task(s).samples, DecodeRequest("en"), since=i)])
+                for i, s in enumerate([1, 2, 3, 4])
+            ]
+            out = await asyncio.gather(*calls, return_exceptions=True)
+            assert batcher.healthy
+            return out
+
+    out = asyncio.run(scenario())
+    assert isinstance(out[2], RuntimeError)
+    assert [r[0].recognized.raw for r in (out[0], out[1], out[3])] == [  # type: ignore[index]
+        "en:16000",
+        "en:32000",
+        "en:64000",
+    ]
+    # One pass for all four, which failed; then each segment alone.
+    assert model.batches[0] == [-1] and len(model.batches) == 5
+
+
+def test_a_model_that_fails_for_every_request_marks_the_replica_unhealthy() -> None:
+    class Broken(CountingModel):
+        def recognize(
+            self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+        ) -> list[Recognized]:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+
+    async def one_bad_file(batcher: Batcher) -> None:
+        for _ in range(10):  # many segments of one request: the file, not the model
+            with pytest.raises(RuntimeError):
+                await batcher.submit([SegmentTask(task(1).samples, DecodeRequest("en"), since=7)])
+
+    async def scenario() -> tuple[bool, bool]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(Broken(), BatchLimits(), pool)
+            await one_bad_file(batcher)
+            alone = batcher.healthy
+            for i in range(6):
+                with pytest.raises(RuntimeError):
+                    await batcher.submit(
+                        [SegmentTask(task(2).samples, DecodeRequest("en"), since=100 + i)]
+                    )
+            return alone, batcher.healthy
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
 def test_misuse_fails_fast() -> None:
     with pytest.raises(TypeError, match="SegmentTask"):
         check_window([np.zeros(10)])
