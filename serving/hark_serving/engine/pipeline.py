@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from hark_serving.analytics.call import CallSettings, build_call, role_of
 from hark_serving.engine.audio import DecodedAudio, decode_audio
 from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
 from hark_serving.engine.vad import PlannedSegment, SpeechDetector, plan_segments
@@ -134,6 +135,14 @@ def prepare(
     )
 
 
+def _power(work: SegmentWork) -> float:
+    """Mean square of the segment's speech samples (for loudness in dBFS)."""
+    start = work.plan.speech_start_ms * 16
+    end = max(start + 1, work.plan.speech_end_ms * 16)
+    samples = np.asarray(work.audio[start:end], dtype=np.float64)
+    return float(np.mean(samples * samples)) if samples.size else 0.0
+
+
 def _segment(work: SegmentWork, result: Recognized) -> Segment:
     parsed = parse_rich_text(result.raw)
     offset = work.plan.span_start_ms / 1000
@@ -167,16 +176,29 @@ def assemble(
     """Build the result for `prepared` from one `Recognized` per segment, in order."""
     if len(results) != len(prepared.segments):
         raise ValueError(f"{len(prepared.segments)} segments but {len(results)} results")
-    segments = [_segment(w, r) for w, r in zip(prepared.segments, results, strict=True)]
-    segments.sort(key=lambda s: (s.start, s.channel or 0))
-    for i, seg in enumerate(segments):
+    opts = prepared.options
+    with_call = opts.channels == "split" or opts.roles is not None
+    pairs = [(_segment(w, r), w) for w, r in zip(prepared.segments, results, strict=True)]
+    pairs.sort(key=lambda p: (p[0].start, p[0].channel or 0))
+    segments = [seg for seg, _ in pairs]
+    powers: dict[int, float] = {}
+    for i, (seg, work) in enumerate(pairs):
         seg.id = i
+        if with_call:
+            seg.role = role_of(seg.channel, opts.roles)
+            powers[i] = _power(work)
     summary = summarize(segments)
     spoken = Counter({k: v for k, v in summary.languages.items() if k != "nospeech"})
     language = spoken.most_common(1)[0][0] if spoken else None
     duration = prepared.source.duration
     total = prepared.decode_s + prepared.vad_s + asr_seconds
-    opts = prepared.options
+    call = None
+    if with_call:
+        channels = range(prepared.source.channels) if opts.channels == "split" else [None]
+        roles = {str(c or 0): role_of(c, opts.roles) for c in channels}
+        call = build_call(
+            segments, duration, roles, powers, CallSettings(opts.non_talk_min_seconds)
+        )
     return Transcript(
         source=prepared.source,
         model=model,
@@ -196,4 +218,5 @@ def assemble(
             asr_s=round(asr_seconds, 4),
             rtf=round(total / duration, 4) if duration > 0 else 0.0,
         ),
+        call=call,
     )
