@@ -20,7 +20,7 @@ import numpy as np
 from hark_serving.analytics.call import CallSettings, build_call, role_of
 from hark_serving.engine.audio import DecodedAudio, decode_audio
 from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
-from hark_serving.engine.vad import PlannedSegment, SpeechDetector, plan_segments
+from hark_serving.engine.vad import PlannedSegment, Region, SpeechDetector, plan_segments
 from hark_serving.options import TranscribeOptions
 from hark_serving.transcript.schema import (
     ModelInfo,
@@ -33,6 +33,22 @@ from hark_serving.transcript.schema import (
 )
 from hark_serving.transcript.summary import summarize
 from hark_serving.transcript.tags import parse_rich_text
+
+
+# With a call report, no segment spans a pause this long: talk, silence and
+# interruptions are read from segment times, so a merged span must not hide them.
+CALL_PAUSE_SECONDS = 1.0
+
+
+def _utterances(regions: Sequence[Region], pause_ms: int) -> list[list[Region]]:
+    """Regions grouped where the pause between neighbours is shorter than `pause_ms`."""
+    groups: list[list[Region]] = []
+    for region in sorted(regions, key=lambda r: r.start_ms):
+        if groups and region.start_ms - groups[-1][-1].end_ms < pause_ms:
+            groups[-1].append(region)
+        else:
+            groups.append([region])
+    return groups
 
 
 @dataclass(frozen=True)
@@ -102,14 +118,19 @@ def prepare(
     try:
         started = time.perf_counter()
         segments: list[SegmentWork] = []
+        pause = min(CALL_PAUSE_SECONDS, options.non_talk_min_seconds)
         for index, channel_audio in enumerate(audio.channels):
             regions = detector.detect(channel_audio)
-            for plan in plan_segments(
-                regions,
-                merge_seconds=settings.merge_seconds,
-                max_segment_seconds=settings.max_segment_seconds,
-            ):
-                segments.append(SegmentWork(index if split else None, plan, channel_audio))
+            groups = [regions]
+            if split or options.roles is not None:
+                groups = _utterances(regions, max(1, int(pause * 1000)))
+            for group in groups:
+                for plan in plan_segments(
+                    group,
+                    merge_seconds=settings.merge_seconds,
+                    max_segment_seconds=settings.max_segment_seconds,
+                ):
+                    segments.append(SegmentWork(index if split else None, plan, channel_audio))
         vad_s = time.perf_counter() - started
     except BaseException:
         audio.close()
