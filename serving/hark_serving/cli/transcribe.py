@@ -75,13 +75,46 @@ def transcribe(
         bool, typer.Option(help="Transcribe again even when a current output exists.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    roles: Annotated[
+        str | None,
+        typer.Option(
+            help="Role of each channel with --channels split (default agent,customer); "
+            "on mix, the one speaker's role, which adds a call report."
+        ),
+    ] = None,
+    non_talk_min_seconds: Annotated[
+        float, typer.Option(help="Shortest silence the call report lists as non-talk.")
+    ] = 2.0,
+    categories: Annotated[
+        str | None, typer.Option(help="YAML file of call categories to match (and alert on).")
+    ] = None,
+    qa_report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Write the QA report (calls.csv, report.json, report.html) to DEST/_hark/.",
+        ),
+    ] = False,
+    metadata_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata from input paths for the report, e.g. '{date}/{agent}/{call_id}.wav'."
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Post alerts here, signed with HARK_WEBHOOK_SECRET. [env HARK_WEBHOOK_URL]"
+        ),
+    ] = None,
 ) -> None:
     """Transcribe audio into hark.transcript/v1 JSON (and SRT, VTT, TXT) in-process."""
+    from hark_serving.cli.analytics import call_analytics, options_of
     from hark_serving.cli.progress import RunProgress
     from hark_serving.config import load_settings
     from hark_serving.engine.embedded import Outcome
     from hark_serving.logs import setup_logging
-    from hark_serving.options import TranscribeOptions, parse_formats
+    from hark_serving.options import parse_formats
     from hark_serving.runs.local import Failure, gather_inputs, plan, transcribe_refs
     from hark_serving.storage.locations import output_location
 
@@ -100,14 +133,11 @@ def transcribe(
             max_segment_seconds=max_segment_seconds,
             batch_frames=batch_frames,
             threads=threads,
+            webhook_url=webhook_url,
         )
         wanted = parse_formats(formats)
-        options = TranscribeOptions(
-            language=settings.language,
-            use_itn=settings.use_itn,
-            timestamps=settings.timestamps,
-            channels=settings.channels,
-        )
+        analytics = call_analytics(settings, categories, qa_report, metadata_pattern, console)
+        options = options_of(settings, roles, non_talk_min_seconds, analytics.wanted)
         store = settings.s3_store()
         destination = output_location(out, store)
         refs = gather_inputs(paths, store, include or [], exclude or [])
@@ -127,6 +157,7 @@ def transcribe(
         soft_wrap=True,
     )
     if not planned.todo:
+        analytics.write_report(destination, refs)
         return
 
     from hark_serving.engine.factory import build_engine
@@ -148,7 +179,9 @@ def transcribe(
         report = transcribe_refs(
             engine, planned.todo, destination, options, wanted, store,
             on_outcome=on_outcome, on_audio=bar.audio,
+            finish=lambda ref, t: analytics.calls.finish(destination, ref, t),
         )  # fmt: skip
+    analytics.write_report(destination, refs)
 
     console.print(
         f"done: {report.succeeded} transcribed ({report.audio_seconds:.1f} s of audio), "
