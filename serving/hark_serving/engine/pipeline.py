@@ -34,7 +34,6 @@ from hark_serving.transcript.schema import (
 from hark_serving.transcript.summary import summarize
 from hark_serving.transcript.tags import parse_rich_text
 
-
 # With a call report, no segment spans a pause this long: talk, silence and
 # interruptions are read from segment times, so a merged span must not hide them.
 CALL_PAUSE_SECONDS = 1.0

@@ -27,6 +27,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hark_serving.analytics.alerts import alert_of, match_counter
+from hark_serving.analytics.alerts import count as count_alert
+from hark_serving.analytics.categories import categorize
 from hark_serving.errors import EmptyFile, HarkError, InputError, TooLarge
 from hark_serving.options import TranscribeOptions
 from hark_serving.runs.itemspec import ItemRequest
@@ -142,9 +145,14 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
     async def transcribe(request: Request) -> Response:
         with await receive(request) as upload:
             fields = {k: upload.value(k) for k in ("language", "use_itn", "timestamps")}
-            fields |= {k: upload.value(k) for k in ("channels", "format")}
+            fields |= {k: upload.value(k) for k in ("channels", "format", "roles", "categories")}
             form = parse_transcribe_form(fields, defaults)
             transcript = await run(request, upload, form.options)
+        if form.rules is not None:
+            transcript = categorize(form.rules, transcript)
+            alert = alert_of(transcript, "")
+            if alert is not None:
+                count_alert(alert, match_counter(metrics.registry))
         if form.format == "json":
             return JSONResponse(transcript.to_json_dict())
         return PlainTextResponse(
