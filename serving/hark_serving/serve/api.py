@@ -167,10 +167,16 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
             wanted = openai_compat.parse_request(
                 upload.value("language"), upload.value("response_format"), granularities
             )
+            call = parse_transcribe_form(
+                {k: upload.value(k) for k in ("channels", "roles")},
+                defaults.model_copy(update={"channels": "mix"}),
+            ).options
             options = TranscribeOptions(
                 language=wanted.language,
                 use_itn=True,
                 timestamps="word" if wanted.words else "segment",
+                channels=call.channels,
+                roles=call.roles,
             )
             transcript = await run(request, upload, options)
         body, media_type = openai_compat.response(transcript, wanted)

@@ -83,3 +83,24 @@ def test_bad_rules_and_roles_are_a_422_naming_the_field() -> None:
     r = c.post("/v1/transcribe", files={"file": WAV}, data={"roles": "a b"})
     assert r.status_code == 422 and "roles: role 'a b'" in r.json()["error"]["message"]
     assert backend.jobs == []
+
+
+def test_openai_verbose_json_carries_the_call_report_with_split_channels() -> None:
+    backend = CallBackend()
+    c = client(backend, Metrics())
+    r = c.post(
+        "/v1/audio/transcriptions",
+        files={"file": WAV},
+        data={"response_format": "verbose_json", "channels": "split", "roles": "agent,customer"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["call"]["roles"] == {"0": "agent", "1": "customer"}
+    assert body["call"]["talk_time"]["customer"] == {"seconds": 10.0, "share": 0.667}
+    assert [s["role"] for s in body["segments"]] == ["agent", "customer"]
+    assert (backend.jobs[0].options.channels, backend.jobs[0].options.roles) == (
+        "split",
+        ("agent", "customer"),
+    )
+    c.post("/v1/audio/transcriptions", files={"file": WAV}, data={"response_format": "json"})
+    assert backend.jobs[1].options.channels == "mix" and backend.jobs[1].options.roles is None
