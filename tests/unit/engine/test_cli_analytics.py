@@ -89,7 +89,7 @@ def test_categories_alerts_and_the_report_from_a_folder_of_stereo_calls(
     assert all([c["name"] for c in p["categories"]] == ["long-silence"] for p in payloads)
     assert "alert" in text and "long-silence" in text
 
-    rows = list(csv.DictReader((out / "_hark/calls.csv").open()))
+    rows = list(csv.DictReader((out / "_hark/calls.csv").read_text().splitlines()))
     assert [(r["file"], r["agent"], r["date"], r["call_id"]) for r in rows] == [
         ("2026-11-30/alice/c1.wav", "alice", "2026-11-30", "c1"),
         ("2026-12-01/bob/c2.wav", "bob", "2026-12-01", "c2"),
@@ -119,7 +119,7 @@ def test_categories_alerts_and_the_report_from_a_folder_of_stereo_calls(
     )
     assert code == 0, text
     assert "2 already current" in text
-    assert len(list(csv.DictReader((out / "_hark/calls.csv").open()))) == 2
+    assert len(list(csv.DictReader((out / "_hark/calls.csv").read_text().splitlines()))) == 2
 
 
 @pytest.mark.parametrize(
