@@ -6,6 +6,8 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from hark_serving.analytics.alerts import match_counter
+
 BACKLOG = Gauge(
     "hark_operator_backlog_items",
     "Items of a job waiting or in flight (the scaling policy's input).",
@@ -40,3 +42,10 @@ def forget_job(job: str) -> None:
     for result in ("succeeded", "skipped", "failed", "retried"):
         with contextlib.suppress(KeyError):
             ITEMS.remove(job, result)
+
+
+def count_category_matches(categories: list[str]) -> None:
+    """`hark_category_matches_total{category}`: the one counter the data plane uses too."""
+    counter = match_counter()
+    for name in categories:
+        counter.labels(category=name).inc()

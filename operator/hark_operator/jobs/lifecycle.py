@@ -253,6 +253,7 @@ class JobRunner:
             profile=spec.storage.profile,
             overwrite=spec.output.overwrite,
             max_segment_seconds=spec.options.vad.max_segment_seconds,
+            categories=spec.analytics.categories if spec.analytics else None,
         )
 
     # -- outcomes and the summary ----------------------------------------------
@@ -271,6 +272,10 @@ class JobRunner:
                 )
                 self.summary.background(self.reporter.event("Warning", "ItemFailed", text))
             return
+        if result.alerts:
+            metrics.count_category_matches(result.alerts)
+            text = f"{item.request.input_uri}: {', '.join(result.alerts)} → {result.output_uri}"
+            self.summary.background(self.reporter.event("Warning", "CategoryAlert", text))
         if result.status == "skipped":
             self._known[item.key] = item.etag
             while len(self._known) > KNOWN_CURRENT_LIMIT:

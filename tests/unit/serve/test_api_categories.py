@@ -104,3 +104,25 @@ def test_openai_verbose_json_carries_the_call_report_with_split_channels() -> No
     )
     c.post("/v1/audio/transcriptions", files={"file": WAV}, data={"response_format": "json"})
     assert backend.jobs[1].options.channels == "mix" and backend.jobs[1].options.roles is None
+
+
+def test_an_item_request_with_bad_categories_is_refused_before_any_work() -> None:
+    backend = CallBackend()
+    bad = [{"name": "x", "all": [{"emotion": {"in": ["FURIOUS"]}}]}]
+    body = {"input_uri": "s3://in/a.wav", "output_uri": "s3://out/a.wav", "categories": bad}
+    r = client(backend, Metrics()).post("/v1/items", json=body)
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]["message"]
+    assert message.startswith("invalid item request: categories: ")
+    assert "category 'x': all[0].emotion.in[0]" in message
+
+
+def test_item_requests_carry_rules_as_plain_data() -> None:
+    from hark_serving.runs.itemspec import ItemRequest
+
+    rules = [{"name": "quiet", "alert": True, "all": [{"non_talk": {"min_seconds": 5}}]}]
+    req = ItemRequest(input_uri="s3://in/a.wav", output_uri="s3://out/a.wav", categories=rules)
+    again = ItemRequest.model_validate_json(req.model_dump_json())
+    parsed = again.rules()
+    assert parsed is not None and [c.name for c in parsed.categories] == ["quiet"]
+    assert ItemRequest(input_uri="s3://in/a.wav", output_uri="s3://out/a.wav").rules() is None
