@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -39,8 +40,10 @@ from hark_operator.jobs.summary import summary_uri
 from hark_operator.jobs.summary_store import Kind, SummaryKeeper
 from hark_operator.jobs.work import Outcome, WorkItem
 from hark_operator.resource.models import JobRef, JobSpec, JobStatus, Phase
-from hark_serving.errors import StorageError, StorageUnavailable
+from hark_serving.analytics.report import MetadataPattern
+from hark_serving.errors import InvalidOption, StorageError, StorageUnavailable
 from hark_serving.runs.itemspec import ItemRequest
+from hark_serving.runs.qa import write_job_report
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
 
@@ -350,6 +353,24 @@ class JobRunner:
         )
         if await self.summary.write(target, doc, force=final):
             self.summary_uri = str(target)
+        if final and spec.analytics is not None and self.summary.store is not None:
+            await self._write_qa_report(spec, self.summary.store)
+
+    async def _write_qa_report(self, spec: JobSpec, store: S3Store) -> None:
+        """The QA report of the job's transcripts, beside its summary."""
+        assert spec.analytics is not None
+        pattern = spec.analytics.metadata.pattern
+        try:
+            write = functools.partial(
+                write_job_report,
+                rules=spec.analytics.rules(),
+                pattern=MetadataPattern.parse(pattern) if pattern else None,
+            )
+            job = f"{self.ref.namespace}.{self.ref.name}"
+            await self.env.stores.run(write, store, spec.output_prefix, job)
+        except (StorageError, InvalidOption) as exc:
+            log.warning("%s: QA report not written: %s", self.key, exc)
+            await self.reporter.event("Warning", "ReportNotWritten", str(exc))
 
     async def _succeed(self, spec: JobSpec) -> bool:
         await self.summary.drain()

@@ -33,7 +33,8 @@ class RunAnalytics:
     def write_report(self, out: OutputLocation, refs: Sequence[InputRef]) -> None:
         if not self.report:
             return
-        qa = write_report(out, refs, rules=self.calls.rules, pattern=self.pattern)
+        relatives = [ref.relative for ref in refs]
+        qa = write_report(out, relatives, rules=self.calls.rules, pattern=self.pattern)
         self.console.print(
             f"QA report of {len(qa.rows)} call(s) → {out.uri_for(REPORT_DIR + '/report.html')}",
             highlight=False,

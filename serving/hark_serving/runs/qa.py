@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hark_serving.analytics.alerts import Alert, Delivery, WebhookSender, alert_of, count
@@ -25,13 +25,14 @@ from hark_serving.analytics.report import (
     render_json,
 )
 from hark_serving.analytics.rules import Rules
-from hark_serving.storage.locations import InputRef, OutputLocation
-from hark_serving.storage.uris import output_name
+from hark_serving.storage.locations import InputRef, OutputLocation, S3Output
+from hark_serving.storage.s3 import S3Store
+from hark_serving.storage.uris import HARK_DIR, S3Uri, as_prefix, output_name
 from hark_serving.transcript.schema import Transcript
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "_hark"
+REPORT_DIR = HARK_DIR
 
 
 @dataclass
@@ -58,39 +59,73 @@ class CallAnalytics:
 
 
 def current_transcripts(
-    out: OutputLocation, refs: Sequence[InputRef]
-) -> list[tuple[InputRef, Transcript]]:
+    out: OutputLocation, relatives: Sequence[str]
+) -> list[tuple[str, Transcript]]:
     found = []
-    for ref in refs:
-        data = out.read_bytes(output_name(ref.relative, "json"))
+    for relative in relatives:
+        data = out.read_bytes(output_name(relative, "json"))
         if data is None:
             continue
         try:
-            found.append((ref, Transcript.model_validate(json.loads(data))))
+            found.append((relative, Transcript.model_validate(json.loads(data))))
         except ValueError:
-            log.warning("%s: transcript unreadable; left out of the report", ref.uri)
+            log.warning("%s: transcript unreadable; left out of the report", relative)
     return found
 
 
 def write_report(
     out: OutputLocation,
-    refs: Sequence[InputRef],
+    relatives: Sequence[str],
     *,
     rules: Rules | None = None,
     pattern: MetadataPattern | None = None,
+    directory: str = REPORT_DIR,
 ) -> QaReport:
-    """Build the QA report of every input's current transcript and write it under `_hark/`."""
+    """Build the QA report of the current transcripts of `relatives` (input paths relative
+    to their root) and write it under `directory` of `out`, linking to each transcript."""
+    up = "../" * (directory.strip("/").count("/") + 1)
     items = []
-    for ref, transcript in current_transcripts(out, refs):
+    for relative, transcript in current_transcripts(out, relatives):
         if rules is not None and transcript.call is not None:
             transcript = categorize(rules, transcript)
-        link = "../" + output_name(ref.relative, "json")
-        items.append((ref.relative, link, transcript))
+        items.append((relative, up + output_name(relative, "json"), transcript))
     report = build_report(items, pattern)
     for name, text, content_type in (
         ("calls.csv", render_csv(report), "text/csv"),
         ("report.json", render_json(report), "application/json"),
         ("report.html", render_html(report), "text/html"),
     ):
-        out.write(f"{REPORT_DIR}/{name}", text.encode(), content_type + "; charset=utf-8", {})
+        out.write(f"{directory}/{name}", text.encode(), content_type + "; charset=utf-8", {})
     return report
+
+
+def transcript_keys(keys: Iterable[str]) -> list[str]:
+    """Output names (relative to the output prefix) → the input paths whose transcripts they are."""
+    return sorted(
+        k.removesuffix(".json")
+        for k in keys
+        if k.endswith(".json")
+        and not k.endswith(".error.json")
+        and not k.startswith(REPORT_DIR + "/")
+    )
+
+
+def write_job_report(
+    store: S3Store,
+    output_prefix: S3Uri,
+    job: str,
+    *,
+    rules: Rules | None = None,
+    pattern: MetadataPattern | None = None,
+) -> QaReport:
+    """A TranscriptionJob's QA report of every transcript under its output prefix, written to
+    `<output prefix>_hark/<job>/` (`job` is `<namespace>.<name>`)."""
+    prefix = as_prefix(output_prefix)
+    names = (info.key[len(prefix.key) :] for info in store.iter_objects(prefix))
+    return write_report(
+        S3Output(store, prefix),
+        transcript_keys(names),
+        rules=rules,
+        pattern=pattern,
+        directory=f"{REPORT_DIR}/{job}",
+    )

@@ -1,8 +1,9 @@
-"""A TranscriptionJob with `analytics`: categories in the transcripts and alert Events on the job,
-run by the real operator against the real API server, MinIO and a real item server."""
+"""A TranscriptionJob with `analytics`: categories in the transcripts, alert Events on the job and
+the QA report, run by the real operator against the real API server, MinIO and an item server."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 ANALYTICS = {
+    "metadata": {"pattern": "{date}/{agent}/{call_id}.wav"},
     "categories": [
         {"name": "long-silence", "alert": True, "all": [{"non_talk": {"min_seconds": 5}}]},
         {"name": "customer-interrupts", "all": [{"interruption": {"role": "customer", "min_count": 1}}]},
@@ -38,7 +40,7 @@ ANALYTICS = {
 }  # fmt: skip
 
 
-def test_a_job_with_analytics_writes_categories_and_posts_alert_events(
+def test_a_job_with_analytics_writes_categories_alert_events_and_the_report(
     test_env: Environment,
     hark_crds: Path,
     namespace: str,
@@ -80,3 +82,16 @@ def test_a_job_with_analytics_writes_categories_and_posts_alert_events(
     assert messages[0].startswith(f"s3://{bucket}/in/2026-11-30/alice/c1.wav: long-silence → ")
     assert messages[1].startswith(f"s3://{bucket}/in/2026-11-30/bob/c2.wav: long-silence → ")
     assert all(e["type"] == "Warning" for e in alerts)
+
+    # The QA report beside the job's summary, of every transcript under the output prefix.
+    report_dir = f"out/_hark/{namespace}.qa/"
+    body = s3.get_object(Bucket=bucket, Key=report_dir + "calls.csv")["Body"].read().decode()
+    rows = list(csv.DictReader(body.splitlines()))
+    assert [(r["file"], r["agent"], r["categories"], r["alerts"]) for r in rows] == [
+        ("2026-11-30/alice/c1.wav", "alice", "long-silence;customer-interrupts", "long-silence"),
+        ("2026-11-30/bob/c2.wav", "bob", "long-silence;customer-interrupts", "long-silence"),
+    ]
+    report = json.loads(s3.get_object(Bucket=bucket, Key=report_dir + "report.json")["Body"].read())
+    assert report["calls"] == 2 and set(report["by_agent"]) == {"alice", "bob"}
+    html = s3.get_object(Bucket=bucket, Key=report_dir + "report.html")["Body"].read().decode()
+    assert '<a href="../../2026-11-30/alice/c1.wav.json">' in html
