@@ -6,6 +6,8 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from hark_serving.analytics.alerts import match_counter
+
 BACKLOG = Gauge(
     "hark_operator_backlog_items",
     "Items of a job waiting or in flight (the scaling policy's input).",
@@ -73,3 +75,10 @@ PROCESSOR_AVAILABLE = Gauge(
     "1 while the item processor takes work; 0 while dispatch is paused for every job.",
 )
 PROCESSOR_AVAILABLE.set(1)
+
+
+def count_category_matches(categories: list[str]) -> None:
+    """`hark_category_matches_total{category}`: the one counter the data plane uses too."""
+    counter = match_counter()
+    for name in categories:
+        counter.labels(category=name).inc()

@@ -89,6 +89,14 @@ class Settings(StorageSettings):
         None, description="Bearer token required by the HTTP API, if set."
     )
 
+    # Call analytics alerts
+    webhook_url: str | None = Field(
+        None, description="Where alerts of `alert: true` categories are posted (signed JSON)."
+    )
+    webhook_secret: str | None = Field(
+        None, description="Shared secret of the alert webhook's HMAC-SHA256 signature."
+    )
+
     @model_validator(mode="after")
     def _precision_fits_device(self) -> Settings:
         # device=auto is only known on the replica; asr.resolve_precision checks it there.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Language = Literal["auto", "zh", "en", "yue", "ja", "ko"]
 Timestamps = Literal["segment", "word"]
@@ -17,6 +19,7 @@ Vad = Literal["silero", "fsmn", "none"]
 
 LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")
 OUTPUT_FORMATS: tuple[str, ...] = ("json", "srt", "vtt", "txt")
+ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class TranscribeOptions(BaseModel):
@@ -30,6 +33,20 @@ class TranscribeOptions(BaseModel):
     channels: Channels = Field(
         "mix", description="mix: one transcript of all channels; split: one per channel."
     )
+
+    roles: tuple[str, ...] | None = Field(
+        None,
+        description="Role of each channel in order (split), or of the one speaker (mix); "
+        "with split the default is agent,customer. Setting it on mix adds a call report.",
+    )
+    non_talk_min_seconds: float = Field(
+        2.0, ge=0, le=3600, description="Shortest silence the call report lists as non-talk."
+    )
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, value: object) -> tuple[str, ...] | None:
+        return parse_roles(value)  # type: ignore[arg-type]
 
     def batch_key(self) -> tuple[str, bool, bool]:
         """Segments that share this key can run through the model in one batch."""
@@ -49,3 +66,22 @@ def parse_formats(value: str | list[str] | tuple[str, ...]) -> tuple[OutputForma
         )
     ordered = ["json"] + [f for f in OUTPUT_FORMATS if f in wanted and f != "json"]
     return tuple(ordered)  # type: ignore[arg-type]
+
+
+def parse_roles(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """`agent,customer` or a list → validated role names (lowercase), or None when empty."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    roles = tuple(str(i).strip().lower() for i in items if str(i).strip())
+    if not roles:
+        return None
+    bad = [r for r in roles if not ROLE_PATTERN.match(r)]
+    if bad:
+        raise ValueError(
+            f"role {bad[0]!r} is not a valid name: use lowercase letters, digits, - or _, "
+            "starting with a letter (e.g. agent,customer)"
+        )
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"roles {','.join(roles)} name one role twice; give each its own name")
+    return roles

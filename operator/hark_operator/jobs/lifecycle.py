@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -54,9 +55,11 @@ from hark_operator.jobs.summary_store import SummaryKeeper
 from hark_operator.jobs.verdict import final_verdict, over_budget
 from hark_operator.jobs.work import Outcome, WorkItem
 from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
-from hark_serving.errors import AccessDenied, StorageError, StorageUnavailable
+from hark_serving.analytics.report import MetadataPattern
+from hark_serving.errors import AccessDenied, InvalidOption, StorageError, StorageUnavailable
 from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemRequest
+from hark_serving.runs.qa import write_job_report
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
 
@@ -348,6 +351,7 @@ class JobRunner:
             profile=spec.storage.profile,
             overwrite=spec.output.overwrite,
             max_segment_seconds=spec.options.vad.max_segment_seconds,
+            categories=spec.analytics.categories if spec.analytics else None,
         )
 
     # -- outcomes and the summary ----------------------------------------------
@@ -371,6 +375,10 @@ class JobRunner:
                 )
                 self.summary.background(self.reporter.event("Warning", "ItemFailed", text))
             return
+        if result.alerts:
+            metrics.count_category_matches(result.alerts)
+            text = f"{item.request.input_uri}: {', '.join(result.alerts)} → {result.output_uri}"
+            self.summary.background(self.reporter.event("Warning", "CategoryAlert", text))
         if result.status == "skipped":
             self._known[item.key] = item.etag
             while len(self._known) > KNOWN_CURRENT_LIMIT:
@@ -458,6 +466,24 @@ class JobRunner:
         )
         if await self.summary.write(target, doc, force=final):
             self.summary_uri = str(target)
+        if final and spec.analytics is not None and self.summary.store is not None:
+            await self._write_qa_report(spec, self.summary.store)
+
+    async def _write_qa_report(self, spec: JobSpec, store: S3Store) -> None:
+        """The QA report of the job's transcripts, beside its summary."""
+        assert spec.analytics is not None
+        pattern = spec.analytics.metadata.pattern
+        try:
+            write = functools.partial(
+                write_job_report,
+                rules=spec.analytics.rules(),
+                pattern=MetadataPattern.parse(pattern) if pattern else None,
+            )
+            job = f"{self.ref.namespace}.{self.ref.name}"
+            await self.env.stores.run(write, store, spec.output_prefix, job)
+        except (StorageError, InvalidOption) as exc:
+            log.warning("%s: QA report not written: %s", self.key, exc)
+            await self.reporter.event("Warning", "ReportNotWritten", str(exc))
 
     async def _succeed(self, spec: JobSpec) -> bool:
         await self._seeded()

@@ -15,8 +15,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hark_serving.errors import InvalidUri
-from hark_serving.options import Channels, Language, OutputFormat, Timestamps, TranscribeOptions
+from hark_serving.analytics.rules import Rules, load_rules
+from hark_serving.errors import InvalidOption, InvalidUri
+from hark_serving.options import (
+    Channels,
+    Language,
+    OutputFormat,
+    Timestamps,
+    TranscribeOptions,
+    parse_roles,
+)
 from hark_serving.storage.uris import DEFAULT_INCLUDE, S3Uri, as_prefix, parse_s3_uri
 
 GROUP = "hark.dev"
@@ -87,15 +95,50 @@ class JobOptions(_Spec):
     use_itn: bool = Field(True, alias="useItn")
     timestamps: Timestamps = "segment"
     channels: Channels = "mix"
+    roles: tuple[str, ...] | None = Field(None, max_length=16)
+    non_talk_min_seconds: float | None = Field(None, alias="nonTalkMinSeconds", ge=0, le=3600)
     vad: VadOptions = Field(default_factory=VadOptions)
 
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, value: object) -> tuple[str, ...] | None:
+        return parse_roles(value)  # type: ignore[arg-type]
+
     def transcribe_options(self) -> TranscribeOptions:
+        extra: dict[str, Any] = {}
+        if self.non_talk_min_seconds is not None:
+            extra["non_talk_min_seconds"] = self.non_talk_min_seconds
         return TranscribeOptions(
             language=self.language,
             use_itn=self.use_itn,
             timestamps=self.timestamps,
             channels=self.channels,
+            roles=self.roles,
+            **extra,
         )
+
+
+class AnalyticsMetadata(_Spec):
+    pattern: str | None = Field(None, max_length=512)
+
+
+class AnalyticsSpec(_Spec):
+    """`analytics`: categories in the rules language (validated by it) and the report's metadata."""
+
+    categories: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    metadata: AnalyticsMetadata = Field(default_factory=AnalyticsMetadata)
+
+    @field_validator("categories")
+    @classmethod
+    def _rules(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            load_rules(value, source="analytics.categories")
+        except InvalidOption as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    def rules(self) -> Rules:
+        return load_rules(self.categories, source="analytics.categories")
 
 
 class StorageSpec(_Spec):
@@ -108,6 +151,7 @@ class JobSpec(_Spec):
     mode: Mode = "Batch"
     poll_interval_seconds: int = Field(30, alias="pollIntervalSeconds", ge=1, le=86400)
     options: JobOptions = Field(default_factory=JobOptions)
+    analytics: AnalyticsSpec | None = None
     storage: StorageSpec = Field(default_factory=StorageSpec)
     priority: int = Field(0, ge=-1000, le=1000)
     parallelism: int = Field(4, ge=1, le=1000)

@@ -132,14 +132,47 @@ def transcribe(
             "--json", help="Print a machine-readable run summary on standard output at the end."
         ),
     ] = False,
+    roles: Annotated[
+        str | None,
+        typer.Option(
+            help="Role of each channel with --channels split (default agent,customer); "
+            "on mix, the one speaker's role, which adds a call report."
+        ),
+    ] = None,
+    non_talk_min_seconds: Annotated[
+        float, typer.Option(help="Shortest silence the call report lists as non-talk.")
+    ] = 2.0,
+    categories: Annotated[
+        str | None, typer.Option(help="YAML file of call categories to match (and alert on).")
+    ] = None,
+    qa_report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Write the QA report (calls.csv, report.json, report.html) to DEST/_hark/.",
+        ),
+    ] = False,
+    metadata_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata from input paths for the report, e.g. '{date}/{agent}/{call_id}.wav'."
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Post alerts here, signed with HARK_WEBHOOK_SECRET.", envvar="HARK_WEBHOOK_URL"
+        ),
+    ] = None,
 ) -> None:
     """Transcribe audio into hark.transcript/v1 JSON (and SRT, VTT, TXT) in-process."""
+    from hark_serving.cli.analytics import call_analytics, options_of
     from hark_serving.cli.progress import RunProgress
     from hark_serving.cli.summary import run_summary
     from hark_serving.config import load_settings
     from hark_serving.engine.embedded import Outcome
     from hark_serving.logs import setup_logging
-    from hark_serving.options import TranscribeOptions, parse_formats
+    from hark_serving.options import parse_formats
     from hark_serving.runs.local import (
         Failure,
         Planned,
@@ -170,14 +203,11 @@ def transcribe(
             max_segment_seconds=max_segment_seconds,
             batch_frames=batch_frames,
             threads=threads,
+            webhook_url=webhook_url,
         )
         wanted = parse_formats(formats)
-        options = TranscribeOptions(
-            language=settings.language,
-            use_itn=settings.use_itn,
-            timestamps=settings.timestamps,
-            channels=settings.channels,
-        )
+        analytics = call_analytics(settings, categories, qa_report, metadata_pattern, console)
+        options = options_of(settings, roles, non_talk_min_seconds, analytics.wanted)
         store = settings.s3_store()
         refs = gather_inputs(paths, store, include or [], exclude or [])
         if to_stdout:
@@ -214,6 +244,8 @@ def transcribe(
         )  # fmt: skip
 
     if not planned.todo:
+        if not to_stdout:
+            analytics.write_report(destination, refs)
         if as_json:
             typer.echo(json.dumps(summary(RunReport(), 0.0, exits.OK)))
         return
@@ -245,7 +277,10 @@ def transcribe(
             report = transcribe_refs(
                 engine, planned.todo, destination, options, wanted, store,
                 on_outcome=on_outcome, on_audio=bar.audio,
+                finish=lambda ref, t: analytics.calls.finish(destination, ref, t),
             )  # fmt: skip
+    if not to_stdout:
+        analytics.write_report(destination, refs)
 
     code = exits.FAILURES if report.failures else exits.OK
     console.print(

@@ -17,9 +17,10 @@ from typing import BinaryIO
 
 import numpy as np
 
+from hark_serving.analytics.call import CallSettings, build_call, role_of
 from hark_serving.engine.audio import DecodedAudio, decode_audio
 from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
-from hark_serving.engine.vad import PlannedSegment, SpeechDetector, plan_segments
+from hark_serving.engine.vad import PlannedSegment, Region, SpeechDetector, plan_segments
 from hark_serving.options import TranscribeOptions
 from hark_serving.transcript.schema import (
     ModelInfo,
@@ -32,6 +33,21 @@ from hark_serving.transcript.schema import (
 )
 from hark_serving.transcript.summary import summarize
 from hark_serving.transcript.tags import parse_rich_text
+
+# With a call report, no segment spans a pause this long: talk, silence and
+# interruptions are read from segment times, so a merged span must not hide them.
+CALL_PAUSE_SECONDS = 1.0
+
+
+def _utterances(regions: Sequence[Region], pause_ms: int) -> list[list[Region]]:
+    """Regions grouped where the pause between neighbours is shorter than `pause_ms`."""
+    groups: list[list[Region]] = []
+    for region in sorted(regions, key=lambda r: r.start_ms):
+        if groups and region.start_ms - groups[-1][-1].end_ms < pause_ms:
+            groups[-1].append(region)
+        else:
+            groups.append([region])
+    return groups
 
 
 @dataclass(frozen=True)
@@ -101,14 +117,19 @@ def prepare(
     try:
         started = time.perf_counter()
         segments: list[SegmentWork] = []
+        pause = min(CALL_PAUSE_SECONDS, options.non_talk_min_seconds)
         for index, channel_audio in enumerate(audio.channels):
             regions = detector.detect(channel_audio)
-            for plan in plan_segments(
-                regions,
-                merge_seconds=settings.merge_seconds,
-                max_segment_seconds=settings.max_segment_seconds,
-            ):
-                segments.append(SegmentWork(index if split else None, plan, channel_audio))
+            groups = [regions]
+            if split or options.roles is not None:
+                groups = _utterances(regions, max(1, int(pause * 1000)))
+            for group in groups:
+                for plan in plan_segments(
+                    group,
+                    merge_seconds=settings.merge_seconds,
+                    max_segment_seconds=settings.max_segment_seconds,
+                ):
+                    segments.append(SegmentWork(index if split else None, plan, channel_audio))
         vad_s = time.perf_counter() - started
     except BaseException:
         audio.close()
@@ -132,6 +153,14 @@ def prepare(
         decode_s=audio.decode_seconds,
         vad_s=vad_s,
     )
+
+
+def _power(work: SegmentWork) -> float:
+    """Mean square of the segment's speech samples (for loudness in dBFS)."""
+    start = work.plan.speech_start_ms * 16
+    end = max(start + 1, work.plan.speech_end_ms * 16)
+    samples = np.asarray(work.audio[start:end], dtype=np.float64)
+    return float(np.mean(samples * samples)) if samples.size else 0.0
 
 
 def _segment(work: SegmentWork, result: Recognized) -> Segment:
@@ -167,16 +196,29 @@ def assemble(
     """Build the result for `prepared` from one `Recognized` per segment, in order."""
     if len(results) != len(prepared.segments):
         raise ValueError(f"{len(prepared.segments)} segments but {len(results)} results")
-    segments = [_segment(w, r) for w, r in zip(prepared.segments, results, strict=True)]
-    segments.sort(key=lambda s: (s.start, s.channel or 0))
-    for i, seg in enumerate(segments):
+    opts = prepared.options
+    with_call = opts.channels == "split" or opts.roles is not None
+    pairs = [(_segment(w, r), w) for w, r in zip(prepared.segments, results, strict=True)]
+    pairs.sort(key=lambda p: (p[0].start, p[0].channel or 0))
+    segments = [seg for seg, _ in pairs]
+    powers: dict[int, float] = {}
+    for i, (seg, work) in enumerate(pairs):
         seg.id = i
+        if with_call:
+            seg.role = role_of(seg.channel, opts.roles)
+            powers[i] = _power(work)
     summary = summarize(segments)
     spoken = Counter({k: v for k, v in summary.languages.items() if k != "nospeech"})
     language = spoken.most_common(1)[0][0] if spoken else None
     duration = prepared.source.duration
     total = prepared.decode_s + prepared.vad_s + asr_seconds
-    opts = prepared.options
+    call = None
+    if with_call:
+        channels = range(prepared.source.channels) if opts.channels == "split" else [None]
+        roles = {str(c or 0): role_of(c, opts.roles) for c in channels}
+        call = build_call(
+            segments, duration, roles, powers, CallSettings(opts.non_talk_min_seconds)
+        )
     return Transcript(
         source=prepared.source,
         model=model,
@@ -196,4 +238,5 @@ def assemble(
             asr_s=round(asr_seconds, 4),
             rtf=round(total / duration, 4) if duration > 0 else 0.0,
         ),
+        call=call,
     )

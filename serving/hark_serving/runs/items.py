@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hark_serving.analytics.categories import categorize
 from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
 from hark_serving.engine.recognition import Recognized
 from hark_serving.engine.vad import SpeechDetector
@@ -31,7 +32,7 @@ from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import S3Uri, output_key_problem, parse_s3_uri
 from hark_serving.transcript.error_record import ErrorRecord, render_error_record
 from hark_serving.transcript.outputs import is_current, recorded_etag, source_metadata
-from hark_serving.transcript.schema import ModelInfo, validate_result
+from hark_serving.transcript.schema import ModelInfo, Transcript, validate_result
 from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,9 @@ class ItemRunner:
             transcript = assemble(started.prepared, results, model=model, asr_seconds=asr_seconds)
         finally:
             started.prepared.close()
+        rules = req.rules()
+        if rules is not None:
+            transcript = categorize(rules, transcript)
         validate_result(transcript.to_json_dict())
         etag = transcript.source.etag or ""
         for fmt in _formats(req):
@@ -168,6 +172,7 @@ class ItemRunner:
             output_uri=f"{output}.json",
             etag=etag,
             audio_seconds=transcript.source.duration,
+            alerts=_alerts(transcript),
         )
 
     def fail(self, req: ItemRequest, error: HarkError, *, final: bool | None = None) -> ItemResult:
@@ -235,3 +240,11 @@ def _run_held(
         return runner.finish(started, results, model=model, asr_seconds=asr_seconds)
     except HarkError as exc:
         return runner.fail(req, exc)
+
+
+def _alerts(transcript: Transcript) -> list[str]:
+    """Names of the alert categories `transcript` matched."""
+    if transcript.call is None:
+        return []
+    details = transcript.call.categories.details
+    return [name for name, match in details.items() if match.alert]

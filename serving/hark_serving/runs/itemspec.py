@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hark_serving.analytics.rules import Rules, load_rules
+from hark_serving.errors import InvalidOption
 from hark_serving.options import OutputFormat, TranscribeOptions
 
 
@@ -32,6 +34,22 @@ class ItemRequest(BaseModel):
         description="Split speech longer than this; the worker's setting if unset.",
     )
     attempt: int = Field(1, ge=1, description="1 for the first try; recorded in .error.json.")
+    categories: list[dict[str, Any]] | None = Field(
+        None, description="Call categories (the rules language) to match before writing."
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _rules(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None:
+            try:
+                load_rules(value, source="categories")
+            except InvalidOption as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    def rules(self) -> Rules | None:
+        return load_rules(self.categories, source="categories") if self.categories else None
 
 
 class ItemError(BaseModel):
@@ -47,3 +65,6 @@ class ItemResult(BaseModel):
     audio_seconds: float = 0.0
     error: ItemError | None = None
     retryable: bool = False
+    alerts: list[str] = Field(
+        default_factory=list, description="Alert categories the transcript matched."
+    )

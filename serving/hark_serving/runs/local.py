@@ -169,14 +169,19 @@ def transcribe_refs(
     *,
     on_outcome: Callable[[Outcome, Failure | None], None] | None = None,
     on_audio: Callable[[float], None] | None = None,
+    finish: Callable[[InputRef, Transcript], Transcript] | None = None,
 ) -> RunReport:
+    """`finish` (call analytics) sees each new transcript before it is written."""
     report = RunReport()
     for outcome in engine.run(jobs_for(refs, store), options, on_audio=on_audio):
         ref: InputRef = outcome.job.tag
         failure = None
         try:
             if outcome.transcript is not None:
-                report.outputs += write_outputs(out, ref, outcome.transcript, formats)
+                transcript = outcome.transcript
+                if finish is not None:
+                    transcript = finish(ref, transcript)
+                report.outputs += write_outputs(out, ref, transcript, formats)
                 report.succeeded += 1
                 report.audio_seconds += outcome.transcript.source.duration
             else:

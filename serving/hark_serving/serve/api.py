@@ -30,6 +30,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hark_serving.analytics.alerts import alert_of
+from hark_serving.analytics.categories import categorize
 from hark_serving.errors import EmptyFile, HarkError, InputError, TooLarge
 from hark_serving.options import TranscribeOptions
 from hark_serving.runs.itemspec import ItemRequest
@@ -146,9 +148,14 @@ def build_api(
     async def transcribe(request: Request) -> Response:
         with await receive(request) as upload:
             fields = {k: upload.value(k) for k in ("language", "use_itn", "timestamps")}
-            fields |= {k: upload.value(k) for k in ("channels", "format")}
+            fields |= {k: upload.value(k) for k in ("channels", "format", "roles", "categories")}
             form = parse_transcribe_form(fields, defaults)
             transcript = await run(request, upload, form.options)
+        if form.rules is not None:
+            transcript = categorize(form.rules, transcript)
+            alert = alert_of(transcript, "")
+            if alert is not None:
+                metrics.categories_matched(alert.categories)
         if form.format == "json":
             return JSONResponse(transcript.to_json_dict())
         return PlainTextResponse(
@@ -163,10 +170,16 @@ def build_api(
             wanted = openai_compat.parse_request(
                 upload.value("language"), upload.value("response_format"), granularities
             )
+            call = parse_transcribe_form(
+                {k: upload.value(k) for k in ("channels", "roles")},
+                defaults.model_copy(update={"channels": "mix"}),
+            ).options
             options = TranscribeOptions(
                 language=wanted.language,
                 use_itn=True,
                 timestamps="word" if wanted.words else "segment",
+                channels=call.channels,
+                roles=call.roles,
             )
             transcript = await run(request, upload, options)
         body, media_type = openai_compat.response(transcript, wanted)

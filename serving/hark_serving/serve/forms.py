@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from hark_serving.analytics.rules import Rules, parse_rules
 from hark_serving.errors import InvalidOption
-from hark_serving.options import LANGUAGES, OUTPUT_FORMATS, OutputFormat, TranscribeOptions
+from hark_serving.options import (
+    LANGUAGES,
+    OUTPUT_FORMATS,
+    OutputFormat,
+    TranscribeOptions,
+    parse_roles,
+)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -16,6 +23,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 class TranscribeForm:
     options: TranscribeOptions
     format: OutputFormat
+    rules: Rules | None = None
 
 
 def _choice(field: str, value: str | None, allowed: tuple[str, ...], default: str) -> str:
@@ -44,13 +52,25 @@ def parse_transcribe_form(
     get: dict[str, str | None], defaults: TranscribeOptions
 ) -> TranscribeForm:
     """`get` holds the last value of each field the client sent (None when absent)."""
+    rules = None
+    if (get.get("categories") or "").strip():
+        # YAML or JSON: `{categories: [...]}` or the bare list.
+        rules = parse_rules(get.get("categories") or "", source="categories")
+    try:
+        roles = parse_roles(get.get("roles"))
+    except ValueError as exc:
+        raise InvalidOption(str(exc), subject="roles") from None
+    channels = _choice("channels", get.get("channels"), ("mix", "split"), defaults.channels)
+    if roles is None and rules is not None and channels == "mix":
+        roles = ("speaker",)  # categories need a call report: one role on a mixed file
     options = TranscribeOptions(
         language=_choice("language", get.get("language"), LANGUAGES, defaults.language),
         use_itn=parse_bool("use_itn", get.get("use_itn"), defaults.use_itn),
         timestamps=_choice(
             "timestamps", get.get("timestamps"), ("segment", "word"), defaults.timestamps
         ),
-        channels=_choice("channels", get.get("channels"), ("mix", "split"), defaults.channels),
+        channels=channels,
+        roles=roles,
     )
     fmt = _choice("format", get.get("format"), OUTPUT_FORMATS, "json")
-    return TranscribeForm(options, cast(OutputFormat, fmt))
+    return TranscribeForm(options, cast(OutputFormat, fmt), rules)

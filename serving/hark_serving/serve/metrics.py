@@ -19,7 +19,7 @@ alerts; docs/metrics.md lists them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -74,7 +74,11 @@ HTTP_LATENCY = MetricSpec(
 HTTP_IN_FLIGHT = MetricSpec(
     "hark_http_requests_in_flight", "Requests accepted and not yet answered.", "gauge", ("route",)
 )
-INGRESS = (HTTP_REQUESTS, HTTP_ERRORS, HTTP_LATENCY, HTTP_IN_FLIGHT)
+CATEGORY_MATCHES = MetricSpec(
+    "hark_category_matches", "Transcripts that matched an alert category, by category.",
+    "counter", ("category",),
+)  # fmt: skip
+INGRESS = (HTTP_REQUESTS, HTTP_ERRORS, HTTP_LATENCY, HTTP_IN_FLIGHT, CATEGORY_MATCHES)
 
 FILES = MetricSpec(
     "hark_files", "Files (uploads or S3 items) finished, by kind and status.", "counter",
@@ -199,6 +203,11 @@ class IngressMetrics:
 
     def error(self, route: str, code: str) -> None:
         self._m.inc(HTTP_ERRORS, route=route, error=code)
+
+    def categories_matched(self, categories: Iterable[str]) -> None:
+        """An upload matched these alert categories (call analytics)."""
+        for name in categories:
+            self._m.inc(CATEGORY_MATCHES, category=name)
 
 
 FileKind = Literal["upload", "item"]

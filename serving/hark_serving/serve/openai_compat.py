@@ -5,7 +5,8 @@ unchanged. What SenseVoice does not produce is filled the way Whisper-style
 servers do: `tokens` are empty, `avg_logprob` and `temperature` are 0,
 `no_speech_prob` is 1 for segments the model tags as no speech, and
 `compression_ratio` is computed from the text as Whisper computes it.
-`verbose_json` segments also carry Hark's `emotion` and `events`.
+`verbose_json` segments also carry Hark's `emotion` and `events` (and `role`), and with
+split channels (the `channels` and `roles` form fields, Hark's own) the `call` report.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def _segment(seg: Segment) -> dict[str, Any]:
         "language": seg.language,
         "emotion": seg.emotion,
         "events": list(seg.events),
+        **({"role": seg.role} if seg.role else {}),
     }
 
 
@@ -134,6 +136,9 @@ def verbose_json(transcript: Transcript, request: OpenAIRequest) -> dict[str, An
             for s in transcript.segments
             for w in (s.words or [])
         ]
+    if transcript.call is not None:
+        # Split channels: the call report, as in hark.transcript/v1.
+        body["call"] = transcript.call.model_dump(mode="json")
     return body
 
 

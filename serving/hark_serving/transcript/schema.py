@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hark_serving.transcript.call import Call
+
 SCHEMA_ID = "hark.transcript/v1"
 
 
@@ -57,6 +59,7 @@ class Segment(_Model):
     start: float
     end: float
     channel: int | None = None
+    role: str | None = Field(None, description="The channel's role (agent, customer) when known.")
     language: str | None = None
     emotion: str | None = None
     events: list[str] = Field(default_factory=list)
@@ -90,6 +93,7 @@ class Transcript(_Model):
     segments: list[Segment]
     summary: Summary
     timing: Timing
+    call: Call | None = Field(None, description="The call report (channels=split, or roles set).")
     created_at: str = Field(default_factory=lambda: utc_now())
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -34,6 +34,8 @@ def markers(segment: Segment) -> str:
 
 
 def _speaker(segment: Segment) -> str:
+    if segment.role:
+        return segment.role.replace("_", " ").replace("-", " ").title()
     return f"Channel {segment.channel}" if segment.channel is not None else ""
 
 
@@ -89,7 +91,7 @@ def to_srt(transcript: Transcript) -> str:
     for n, (cue, seg) in enumerate(_subtitle_lines(transcript), start=1):
         text = _cue_text(cue, seg, seg.id not in seen)
         seen.add(seg.id)
-        if seg.channel is not None:
+        if _speaker(seg):
             text = f"{_speaker(seg)}: {text}"
         blocks.append(f"{n}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n{text}\n")
     return "\n".join(blocks)
@@ -105,7 +107,7 @@ def to_vtt(transcript: Transcript) -> str:
     for cue, seg in _subtitle_lines(transcript):
         text = _vtt_escape(_cue_text(cue, seg, seg.id not in seen))
         seen.add(seg.id)
-        if seg.channel is not None:
+        if _speaker(seg):
             text = f"<v {_speaker(seg)}>{text}"
         blocks.append(f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{text}\n")
     return "\n".join(blocks)
@@ -115,7 +117,7 @@ def to_txt(transcript: Transcript) -> str:
     lines = []
     for seg in sorted(transcript.segments, key=lambda s: (s.start, s.channel or 0)):
         if seg.text:
-            lines.append(f"[{_speaker(seg)}] {seg.text}" if seg.channel is not None else seg.text)
+            lines.append(f"[{_speaker(seg)}] {seg.text}" if _speaker(seg) else seg.text)
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -35,3 +35,9 @@ def funasr_reference(tiny_model_dir: Path) -> Any:
 @pytest.fixture
 def engine(recognizer: SenseVoice) -> Engine:
     return Engine(recognizer, SileroDetector(), EngineSettings())
+
+
+@pytest.fixture(scope="module")
+def engine_module(recognizer: SenseVoice) -> Engine:
+    """One engine for a module's tests that share a transcript."""
+    return Engine(recognizer, SileroDetector(), EngineSettings())
