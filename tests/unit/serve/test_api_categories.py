@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from hark_serving.serve.api import build_api
 from hark_serving.serve.messages import ModelStatus, TranscribeReply, UploadJob
-from hark_serving.serve.metrics import Metrics
+from hark_serving.serve.metrics import CATEGORY_MATCHES, IngressMetrics, MemoryMetricsAPI
 from hark_serving.serve.settings import ServeSettings
 from tests.unit.analytics.calls import seg, transcript
 
@@ -37,14 +37,15 @@ class CallBackend:
         raise AssertionError("not used")
 
 
-def client(backend: CallBackend, metrics: Metrics) -> TestClient:
+def client(backend: CallBackend, recorded: MemoryMetricsAPI | None = None) -> TestClient:
+    metrics = IngressMetrics(recorded or MemoryMetricsAPI())
     api = build_api(backend, ServeSettings(max_upload_bytes=4096), metrics)  # type: ignore[arg-type]
     return TestClient(api, raise_server_exceptions=False)
 
 
 def test_categories_field_fills_the_call_and_counts_alerts() -> None:
-    backend, metrics = CallBackend(), Metrics()
-    r = client(backend, metrics).post(
+    backend, recorded = CallBackend(), MemoryMetricsAPI()
+    r = client(backend, recorded).post(
         "/v1/transcribe",
         files={"file": WAV},
         data={"channels": "split", "roles": "Agent,Customer", "categories": json.dumps(RULES)},
@@ -57,13 +58,12 @@ def test_categories_field_fills_the_call_and_counts_alerts() -> None:
         "alert": True,
     }
     assert backend.jobs[0].options.roles == ("agent", "customer")
-    value = metrics.registry.get_sample_value
-    assert value("hark_category_matches_total", {"category": "long-silence"}) == 1
+    assert recorded.value(CATEGORY_MATCHES, category="long-silence") == 1
 
 
 def test_yaml_rules_on_a_mixed_file_ask_for_a_one_role_report() -> None:
     backend = CallBackend()
-    r = client(backend, Metrics()).post(
+    r = client(backend).post(
         "/v1/transcribe",
         files={"file": WAV},
         data={"categories": "- name: apology\n  all: [{keyword: {phrases: [hello]}}]\n"},
@@ -74,7 +74,7 @@ def test_yaml_rules_on_a_mixed_file_ask_for_a_one_role_report() -> None:
 
 def test_bad_rules_and_roles_are_a_422_naming_the_field() -> None:
     backend = CallBackend()
-    c = client(backend, Metrics())
+    c = client(backend)
     bad = {"categories": [{"name": "x", "all": [{"sentiment": {"below": 2}}]}]}
     r = c.post("/v1/transcribe", files={"file": WAV}, data={"categories": json.dumps(bad)})
     assert r.status_code == 422
@@ -87,7 +87,7 @@ def test_bad_rules_and_roles_are_a_422_naming_the_field() -> None:
 
 def test_openai_verbose_json_carries_the_call_report_with_split_channels() -> None:
     backend = CallBackend()
-    c = client(backend, Metrics())
+    c = client(backend)
     r = c.post(
         "/v1/audio/transcriptions",
         files={"file": WAV},
@@ -110,7 +110,7 @@ def test_an_item_request_with_bad_categories_is_refused_before_any_work() -> Non
     backend = CallBackend()
     bad = [{"name": "x", "all": [{"emotion": {"in": ["FURIOUS"]}}]}]
     body = {"input_uri": "s3://in/a.wav", "output_uri": "s3://out/a.wav", "categories": bad}
-    r = client(backend, Metrics()).post("/v1/items", json=body)
+    r = client(backend).post("/v1/items", json=body)
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
     assert message.startswith("invalid item request: categories: ")
