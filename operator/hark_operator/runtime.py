@@ -86,7 +86,7 @@ def build_processor(settings: OperatorSettings, identity: str, stores: Stores) -
         )
     return ServeProcessor(
         settings.serve_url,
-        token=settings.api_token,
+        token=settings.items_token_value(),
         timeout=settings.item_timeout_seconds,
         identity=identity,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from hark_operator.scaling.policy import ScalingPolicy
@@ -38,7 +38,12 @@ class OperatorSettings(StorageSettings):
     serve_url: str = Field(
         "http://hark-serve:8000", description="Base URL of the Serve application `hark`."
     )
-    api_token: str | None = Field(None, description="Bearer token for the Serve app, if any.")
+    items_token: SecretStr | None = Field(
+        None, description="Bearer token for /v1/items (the Serve app's HARK_ITEMS_TOKEN)."
+    )
+    items_token_file: Path | None = Field(
+        None, description="File holding the items token (a mounted Secret)."
+    )
     max_in_flight: int = Field(32, ge=1, le=10000, description="Items in flight over all jobs.")
     item_timeout_seconds: float = Field(
         3600.0, gt=0, description="Give up on one try of an item after this long."
@@ -104,9 +109,24 @@ class OperatorSettings(StorageSettings):
     def _bounds(self) -> OperatorSettings:
         if self.scale_min_replicas > self.scale_max_replicas:
             raise ValueError("HARK_SCALE_MIN_REPLICAS must not exceed HARK_SCALE_MAX_REPLICAS")
+        if self.items_token is not None and self.items_token_file is not None:
+            raise ValueError("set HARK_ITEMS_TOKEN or HARK_ITEMS_TOKEN_FILE, not both")
         if self.scaler == "serve-api" and not self.ray_dashboard_url:
             raise ValueError("HARK_SCALER=serve-api needs HARK_RAY_DASHBOARD_URL")
         return self
+
+    def items_token_value(self) -> str | None:
+        """The items token, from the variable or the file; ConfigError naming the file."""
+        if self.items_token is not None:
+            return self.items_token.get_secret_value().strip() or None
+        if self.items_token_file is None:
+            return None
+        try:
+            return self.items_token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(
+                f"HARK_ITEMS_TOKEN_FILE={self.items_token_file}: cannot read the token ({exc})"
+            ) from exc
 
     def scaling_policy(self) -> ScalingPolicy:
         return ScalingPolicy(

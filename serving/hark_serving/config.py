@@ -84,11 +84,6 @@ class Settings(StorageSettings):
         600.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
     )
 
-    # HTTP
-    api_token: str | None = Field(
-        None, description="Bearer token required by the HTTP API, if set."
-    )
-
     @model_validator(mode="after")
     def _precision_fits_device(self) -> Settings:
         # device=auto is only known on the replica; asr.resolve_precision checks it there.

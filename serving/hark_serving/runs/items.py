@@ -46,6 +46,13 @@ class Started:
     prepared: PreparedFile
 
 
+def job_namespace(job: str | None) -> str | None:
+    """The namespace of a `namespace/name` job reference."""
+    if not job or "/" not in job:
+        return None
+    return job.split("/", 1)[0] or None
+
+
 def _formats(req: ItemRequest) -> list[str]:
     wanted = list(dict.fromkeys(["json", *req.formats]))
     return [f for f in wanted if f != "json"] + ["json"]
@@ -65,12 +72,14 @@ class ItemRunner:
         self.spill_dir = spill_dir
 
     def _locate(self, req: ItemRequest) -> tuple[S3Store, S3Uri, S3Uri]:
+        # Every right is checked before anything is read or written.
+        self.profiles.check_namespace(req.profile, job_namespace(req.job))
         store = self.profiles.store(req.profile)
         source, output = parse_s3_uri(req.input_uri), parse_s3_uri(req.output_uri)
         if source.is_prefix or output.is_prefix:
             raise InvalidUri("input_uri and output_uri must name objects, not prefixes")
         store.check_allowed(source)
-        store.check_allowed(output)
+        store.check_writable(output)
         return store, source, output
 
     def begin(self, req: ItemRequest) -> ItemResult | Started:

@@ -31,6 +31,7 @@ from hark_serving.errors import EmptyFile, HarkError, InputError, TooLarge
 from hark_serving.options import TranscribeOptions
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve import openai_compat
+from hark_serving.serve.auth import tokens_from
 from hark_serving.serve.context import request_id
 from hark_serving.serve.edge import EdgeMiddleware, error_headers, error_response, route_label
 from hark_serving.serve.errors import (
@@ -216,5 +217,7 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware, settings=settings, metrics=metrics, tokens=tokens_from(settings)
+    )
     return app

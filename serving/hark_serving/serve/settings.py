@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from hark_serving.config import Settings
 from hark_serving.errors import ConfigError
@@ -33,6 +33,9 @@ DEPLOYMENT_NAMES: dict[DeploymentName, str] = {
 
 
 class ServeSettings(Settings):
+    # /v1/items acts for the operator's jobs: never on buckets nobody listed.
+    restrict_buckets: ClassVar[bool] = True
+
     # HTTP
     host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the Serve HTTP proxy.")
@@ -41,6 +44,19 @@ class ServeSettings(Settings):
     )
     ready_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for a Transcriber to answer."
+    )
+    # Credentials (serve.auth): secrets, so a repr or a log line shows '**********'.
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token of interactive clients (transcription routes)."
+    )
+    api_token_file: Path | None = Field(
+        None, description="File holding the API token; read again when it changes."
+    )
+    items_token: SecretStr | None = Field(
+        None, description="Bearer token of the operator, the only one accepted on /v1/items."
+    )
+    items_token_file: Path | None = Field(
+        None, description="File holding the items token; read again when it changes."
     )
     upload_dir: Path | None = Field(
         None, description="Where uploads are spooled while they arrive (default: system temp)."
@@ -115,6 +131,11 @@ class ServeSettings(Settings):
             if low > high:
                 raise ValueError(
                     f"{name}_min_replicas ({low}) is above {name}_max_replicas ({high})"
+                )
+        for secret in ("api_token", "items_token"):
+            if getattr(self, secret) is not None and getattr(self, f"{secret}_file") is not None:
+                raise ValueError(
+                    f"set HARK_{secret.upper()} or HARK_{secret.upper()}_FILE, not both"
                 )
         if self.transcriber_max_ongoing_requests < self.max_batch_segments:
             raise ValueError(

@@ -84,6 +84,7 @@ def test_a_batch_job_runs_on_the_serve_application(
                         "endpointUrl": test_env.s3_endpoint,
                         "region": test_env.s3_region,
                         "addressingStyle": "path",
+                        "writeBuckets": [bucket],
                         "credentialsDir": str(creds),
                     }
                 },

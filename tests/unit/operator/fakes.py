@@ -236,7 +236,7 @@ class FakeStores:
         self.fake = store
         self._pool = ThreadPoolExecutor(max_workers=2)
 
-    async def store(self, profile: str | None) -> FakeStore:
+    async def store(self, profile: str | None, namespace: str | None = None) -> FakeStore:
         from hark_operator.errors import JobConfigError
 
         if profile == "missing":
