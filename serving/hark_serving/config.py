@@ -80,6 +80,14 @@ class Settings(StorageSettings):
     # Limits
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Largest accepted upload.")
     max_audio_seconds: float = Field(4 * 3600.0, gt=0, description="Longest accepted audio.")
+    max_item_bytes: int = Field(
+        4 * 1024**3,
+        ge=1,
+        description="Largest object /v1/items (and hark run) downloads; checked before the download.",
+    )
+    max_split_channels: int = Field(
+        8, ge=1, le=64, description="Most channels a file may have with channels=split."
+    )
     spill_after_seconds: float = Field(
         600.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
     )

@@ -30,6 +30,7 @@ from hark_serving.errors import (
     EmptyFile,
     NoAudioStream,
     TooLong,
+    TooManyChannels,
     TruncatedAudio,
     UnsupportedFormat,
 )
@@ -306,6 +307,7 @@ def decode_audio(
     max_seconds: float | None = None,
     spill_after_seconds: float = 600.0,
     spill_dir: Path | None = None,
+    max_split_channels: int = 8,
 ) -> DecodedAudio:
     """Decode the first audio stream of `source` to 16 kHz float32.
 
@@ -325,6 +327,13 @@ def decode_audio(
         ctx = stream.codec_context
         ctx.thread_type = "AUTO"  # frame threads for codecs that have them
         n_source = ctx.channels or 1
+        if split_channels and n_source > max_split_channels:
+            # Each split channel is a transcript of its own: bound the work and memory.
+            raise TooManyChannels(
+                f"the file has {n_source} audio channels; channels=split takes at most "
+                f"{max_split_channels}; use channels=mix, or split the file first",
+                subject=name,
+            )
         info_rate = ctx.sample_rate or stream.sample_rate or 0
         n_out = n_source if split_channels else 1
         sink = _Sink(n_out, int(spill_after_seconds * TARGET_RATE), spill_dir)

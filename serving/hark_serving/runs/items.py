@@ -24,7 +24,7 @@ from pathlib import Path
 from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
 from hark_serving.engine.recognition import Recognized
 from hark_serving.engine.vad import SpeechDetector
-from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound
+from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound, TooLarge
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.runs.local import SOURCE_ETAG_METADATA
 from hark_serving.storage.profiles import StorageProfiles
@@ -65,11 +65,13 @@ class ItemRunner:
         detector: SpeechDetector,
         segmenting: SegmentingSettings,
         spill_dir: Path | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.profiles = profiles
         self.detector = detector
         self.segmenting = segmenting
         self.spill_dir = spill_dir
+        self.max_bytes = max_bytes
 
     def _locate(self, req: ItemRequest) -> tuple[S3Store, S3Uri, S3Uri]:
         # Every right is checked before anything is read or written.
@@ -96,6 +98,13 @@ class ItemRunner:
                 input_uri=req.input_uri,
                 output_uri=f"{output}.json",
                 etag=head.clean_etag,
+            )
+        if self.max_bytes is not None and head.size > self.max_bytes:
+            # Checked on the HEAD, before a byte is downloaded to the spill volume.
+            raise TooLarge(
+                f"the object is {head.size} bytes, over the {self.max_bytes} byte limit "
+                "(HARK_MAX_ITEM_BYTES); split the recording or raise the limit",
+                subject=req.input_uri,
             )
         suffix = Path(source.key).suffix[:16]
         with tempfile.NamedTemporaryFile(

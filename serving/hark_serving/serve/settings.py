@@ -59,7 +59,30 @@ class ServeSettings(Settings):
         None, description="File holding the items token; read again when it changes."
     )
     upload_dir: Path | None = Field(
-        None, description="Where uploads are spooled while they arrive (default: system temp)."
+        None,
+        description="Where uploads are spooled and long audio spills (default: system temp); "
+        "in a pod, a sized emptyDir.",
+    )
+    upload_receive_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="An upload must deliver upload_min_bytes_per_second over every period of "
+        "this many seconds, or it is cut off (408).",
+    )
+    upload_min_bytes_per_second: int = Field(
+        1024, ge=1, description="Slowest accepted upload rate, averaged per receive period."
+    )
+    # Admission control, per Ingress replica (serve.admission).
+    max_bytes_in_flight: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Upload bytes one Ingress replica holds at once (spooled, waiting, being "
+        "decoded); past it, 503 with Retry-After.",
+    )
+    max_requests_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Requests one Ingress replica works on at once; past it, 503 with Retry-After.",
     )
 
     # Cross-request batching in the Transcriber (the model batch itself is bounded by

@@ -137,6 +137,9 @@ class StorageProfiles:
             spec = ProfilesFile.model_validate(data)
         except (yaml.YAMLError, ValidationError) as exc:
             raise ConfigError(f"storage profiles in {path} are invalid: {exc}") from exc
+        if not spec.profiles:  # a file that defines none: the fallback, under its name
+            only = {spec.default: fallback or StorageProfile()}
+            return cls(ProfilesFile(default=spec.default, profiles=only), restricted=restricted)
         for name, profile in spec.profiles.items():
             if restricted and not profile.readable:
                 raise ConfigError(
