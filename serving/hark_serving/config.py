@@ -31,7 +31,8 @@ class Settings(StorageSettings):
     # Model
     model: str = Field(
         DEFAULT_MODEL,
-        description="Hub id (downloaded once), a local SenseVoiceSmall directory, or s3://bucket/prefix/.",
+        description="Hub id, pinned as id@revision (downloaded once, verified by SHA-256 on "
+        "every start), a local SenseVoiceSmall directory, or s3://bucket/prefix/.",
     )
     model_hub: Literal["ms", "hf"] = Field(
         "ms", description="Hub for model ids: ModelScope or Hugging Face."
