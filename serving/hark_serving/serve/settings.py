@@ -112,6 +112,12 @@ class ServeSettings(Settings):
 
     # Worker CPU work (decode + VAD) runs on this many threads per Worker replica.
     worker_threads: int = Field(2, ge=1, le=64, description="Decode/VAD threads per Worker.")
+    worker_segments_in_flight: int = Field(
+        128,
+        ge=1,
+        description="Segments one Worker replica has at the Transcribers at once, over all "
+        "its requests (each up to max_segment_seconds of samples in shared memory).",
+    )
 
     # Deployments
     ingress_min_replicas: int = Field(1, ge=1)
@@ -160,6 +166,11 @@ class ServeSettings(Settings):
                 raise ValueError(
                     f"set HARK_{secret.upper()} or HARK_{secret.upper()}_FILE, not both"
                 )
+        if self.worker_segments_in_flight < self.max_batch_segments:
+            raise ValueError(
+                "worker_segments_in_flight must be at least max_batch_segments, or a Worker "
+                "can never fill a batch"
+            )
         if self.transcriber_max_ongoing_requests < self.max_batch_segments:
             raise ValueError(
                 "transcriber_max_ongoing_requests must be at least max_batch_segments, "

@@ -80,6 +80,7 @@ class Worker:
             max_bytes=self.settings.max_item_bytes,
         )
         self.node_id = ray.get_runtime_context().get_node_id()
+        self._segments_in_flight = asyncio.Semaphore(self.settings.worker_segments_in_flight)
         self._pool = background_pool(self.settings.worker_threads, "hark-prepare")
         self._model: ModelInfo | None = None
 
@@ -117,7 +118,10 @@ class Worker:
         window = asyncio.Semaphore(self.settings.max_batch_segments)
 
         async def one(index: int, work: SegmentWork) -> SegmentResult:
-            async with window:
+            # The replica-wide bound keeps the samples queued at the Transcribers (in
+            # Ray's shared-memory object store) within a few batches, however many
+            # long files arrive at once.
+            async with window, self._segments_in_flight:
                 return await self._segment(SegmentTask(work.samples(), request, since, index))
 
         try:
