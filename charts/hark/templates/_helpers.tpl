@@ -276,6 +276,9 @@ serving/hark_serving/config.py, reads them in every replica).
 {{- end }}
 - name: HARK_UPLOAD_DIR
   value: {{ .Values.serve.spool.mountPath | quote }}
+{{- /* Admission control inside Serve's HTTP proxy, which buffers request bodies. */}}
+- name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
+  value: hark_serving.serve.proxy_guard.middlewares
 {{- with .Values.serve.extraEnv }}
 {{ toYaml . }}
 {{- end }}

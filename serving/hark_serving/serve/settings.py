@@ -79,6 +79,12 @@ class ServeSettings(Settings):
         description="Upload bytes one Ingress replica holds at once (spooled, waiting, being "
         "decoded); past it, 503 with Retry-After.",
     )
+    proxy_max_bytes_in_flight: int = Field(
+        512 * 1024**2,
+        ge=1,
+        description="Request-body bytes one Serve HTTP proxy holds at once (serve.proxy_guard; "
+        "from the proxy's environment only); past it, 503 with Retry-After.",
+    )
     max_requests_in_flight: int = Field(
         64,
         ge=1,

@@ -489,12 +489,15 @@ def test_a_cpu_only_pool_asks_for_no_gpu(helm: Helm, chart: Path) -> None:
 
 
 def test_ray_containers_get_only_settings_the_serve_app_reads(defaults: Rendered) -> None:
+    from hark_serving.serve.proxy_guard import PROXY_CALLBACK_ENV
     from hark_serving.serve.settings import ServeSettings
 
     fields = {f"HARK_{name.upper()}" for name in ServeSettings.model_fields}
     for container in (defaults.head_container(), defaults.worker_container()):
         env = env_of(container)
-        assert set(env) - {"HARK_LOG_LEVEL", "HARK_LOG_FORMAT"} <= fields
+        assert set(env) - {"HARK_LOG_LEVEL", "HARK_LOG_FORMAT", PROXY_CALLBACK_ENV} <= fields
+        # Serve's proxy loads Hark's admission control from this import path.
+        assert env[PROXY_CALLBACK_ENV] == "hark_serving.serve.proxy_guard.middlewares"
         assert env["HARK_MODEL"] == "iic/SenseVoiceSmall"
         assert env["HARK_MODEL_CACHE"] == "/var/cache/hark/models"
         assert env["HARK_STORAGE_PROFILES"] == "/etc/hark/config/storage-profiles.yaml"

@@ -199,3 +199,44 @@ def test_an_item_over_max_item_bytes_is_refused_before_the_download() -> None:
     req = ItemRequest(input_uri="s3://calls-in/big.wav", output_uri="s3://calls-out/big.wav")
     with pytest.raises(TooLarge, match="5368709120 bytes, over the 1073741824 byte limit"):
         runner.begin(req)
+
+
+def test_the_proxy_admits_request_bodies_only_within_its_byte_bound() -> None:
+    from hark_serving.serve.proxy_guard import ProxyAdmission
+    from hark_serving.serve.settings import ServeSettings
+
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+    bodies: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        bodies.append(size)
+        if size:
+            arrived.set()
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = ProxyAdmission(app, ServeSettings(proxy_max_bytes_in_flight=1500))
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=guard)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            first = asyncio.create_task(client.post("/v1/transcribe", content=b"a" * 1000))
+            await asyncio.wait_for(arrived.wait(), 20)
+            refused = await client.post("/v1/transcribe", content=b"b" * 1000)
+            probe = await client.get("/healthz")  # bodiless requests always pass
+            release.set()
+            return await first, refused, probe
+
+    first, refused, probe = asyncio.run(scenario())
+    assert first.status_code == 200 and probe.status_code == 200
+    assert_error(refused, 503, "overloaded")
+    assert refused.headers["retry-after"] == "5"
+    assert bodies == [1000, 0] and guard.in_flight == 0  # the refused body never reached it
