@@ -79,6 +79,10 @@ class ServeSettings(Settings):
         description="Upload bytes one Ingress replica holds at once (spooled, waiting, being "
         "decoded); past it, 503 with Retry-After.",
     )
+    # A server decodes many files at once: keep less of each in memory than one CLI run.
+    spill_after_seconds: float = Field(
+        120.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
+    )
     proxy_max_bytes_in_flight: int = Field(
         512 * 1024**2,
         ge=1,
