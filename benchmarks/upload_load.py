@@ -8,6 +8,7 @@ empty afterwards.
 
     PYTHONPATH=$PWD/serving:$PWD/operator:$PWD .venv/bin/python benchmarks/upload_load.py
     ... --garbage-mb 20 --wav-minutes 5    # a quicker, smaller run
+    ... --retries 100                       # clients that come back after Retry-After
 """
 
 from __future__ import annotations
@@ -74,21 +75,32 @@ def inputs(garbage_mb: int, wav_minutes: float) -> tuple[Path, Path, Path]:
     return model, garbage, wav
 
 
-async def post(http: httpx.AsyncClient, url: str, path: Path) -> tuple[int | str, float, str]:
+async def post(
+    http: httpx.AsyncClient, url: str, path: Path, retries: int, refusals: Counter[str]
+) -> tuple[int | str, float, str]:
+    """One client's upload; with `retries`, a 429/503 is tried again after Retry-After."""
     started = time.perf_counter()
-    try:
-        with path.open("rb") as f:
-            r = await http.post(url, files={"file": (path.name, f)})
+    for attempt in range(retries + 1):
+        try:
+            with path.open("rb") as f:
+                r = await http.post(url, files={"file": (path.name, f)})
+        except httpx.HTTPError as exc:
+            return type(exc).__name__, time.perf_counter() - started, ""
         retry = r.headers.get("retry-after", "")
+        if r.status_code in (429, 503) and retry and attempt < retries:
+            refusals[str(r.status_code)] += 1
+            await asyncio.sleep(float(retry))
+            continue
         return r.status_code, time.perf_counter() - started, retry
-    except httpx.HTTPError as exc:
-        return type(exc).__name__, time.perf_counter() - started, ""
+    raise AssertionError("unreachable")
 
 
-async def load(url: str, files: list[Path]) -> list[tuple[int | str, float, str]]:
+async def load(
+    url: str, files: list[Path], retries: int, refusals: Counter[str]
+) -> list[tuple[int | str, float, str]]:
     limits = httpx.Limits(max_connections=len(files))
     async with httpx.AsyncClient(timeout=3600, limits=limits) as http:
-        return await asyncio.gather(*(post(http, url, p) for p in files))
+        return await asyncio.gather(*(post(http, url, p, retries, refusals) for p in files))
 
 
 def main() -> None:
@@ -98,6 +110,9 @@ def main() -> None:
     parser.add_argument("--wavs", type=int, default=8, help="WAV uploads")
     parser.add_argument("--wav-minutes", type=float, default=25)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--retries", type=int, default=0, help="times a client retries a 429/503 after Retry-After"
+    )
     parser.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "upload-load.log")
     args = parser.parse_args()
 
@@ -138,7 +153,8 @@ def main() -> None:
             sampler = Sampler()
             sampler.start()
             started = time.perf_counter()
-            answers = asyncio.run(load(f"{base}/v1/transcribe", files))
+            refusals: Counter[str] = Counter()
+            answers = asyncio.run(load(f"{base}/v1/transcribe", files, args.retries, refusals))
             wall = time.perf_counter() - started
             sampler.stop.set()
             sampler.join()
@@ -161,6 +177,8 @@ def main() -> None:
     print(f"added peak memory  {(sampler.peak - before) / 1e9:.2f} GB (target <= 1.5 GB)")
     print(f"status codes       {dict(sorted(codes.items()))}")
     print(f"429/503 without Retry-After: {missing_retry}")
+    if args.retries:
+        print(f"refusals retried   {dict(refusals)} (up to {args.retries} retries a client)")
     print(f"latency            p50 {statistics.median(latencies):.1f} s, p95 {p95:.1f} s")
     print(f"wall               {wall:.1f} s; /readyz after: {ready}; spool files left: {left}")
 
