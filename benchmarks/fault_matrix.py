@@ -223,7 +223,7 @@ def scenario(
 ) -> Iterator[tuple[Scenario, Path]]:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     create_secret(test_env, namespace)
-    profiles = serve_profiles(test_env, tmp_path)
+    profiles = serve_profiles(test_env, tmp_path, bucket)
     app = App(serve_url, app_args(tiny_model_dir, storage_profiles=str(profiles)))
     yield Scenario(test_env, s3, bucket, namespace, serve_url, app, audio_dir), tmp_path
     purge_versions(s3, bucket)
@@ -240,8 +240,8 @@ def fault_row(fault: str, scenario: tuple[Scenario, Path], monkeypatch: pytest.M
             "create", "secret", "generic", "serve-token", "-n", sc.namespace,
             "--from-literal=token=not-the-token",
         )  # fmt: skip
-        sc.app = App(sc.serve_url, {**sc.app.args, "api_token": "matrix-token"})
-        extra["HARK_API_TOKEN_SECRET"] = "serve-token"
+        sc.app = App(sc.serve_url, {**sc.app.args, "items_token": "matrix-token"})
+        extra["HARK_ITEMS_TOKEN_SECRET"] = "serve-token"
     environ = operator_environ(sc.test_env, sc.namespace, tmp, sc.serve_url, **extra)
     _run(sc, fault, environ, monkeypatch, SCENARIOS[fault])
 

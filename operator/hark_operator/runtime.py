@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from hark_operator.clients.kube import KubeClient, is_conflict
-from hark_operator.clients.serve import SecretToken, ServeProcessor
+from hark_operator.clients.serve import FileToken, SecretToken, ServeProcessor
 from hark_operator.clients.storage import ErrorRecorder, Stores
 from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
@@ -87,14 +87,16 @@ def build_processor(
         return InProcessProcessor(
             load_settings(), workers=settings.max_in_flight, profiles=stores.profiles
         )
-    token_source = None
-    if settings.api_token_secret and kube is not None:
+    token_source: SecretToken | FileToken | None = None
+    if settings.items_token_secret and kube is not None:
         token_source = SecretToken(
-            kube.read_secret, settings.operator_namespace, settings.api_token_secret
+            kube.read_secret, settings.operator_namespace, settings.items_token_secret
         )
+    elif settings.items_token_file is not None:
+        token_source = FileToken(settings.items_token_file)
     return ServeProcessor(
         settings.serve_url,
-        token=settings.api_token,
+        token=settings.items_token_value(),
         timeout=settings.item_timeout_seconds,
         identity=identity,
         token_source=token_source,

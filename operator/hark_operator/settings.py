@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from hark_operator.scaling.policy import ScalingPolicy
@@ -38,13 +38,18 @@ class OperatorSettings(StorageSettings):
     serve_url: str = Field(
         "http://hark-serve:8000", description="Base URL of the Serve application `hark`."
     )
-    api_token: str | None = Field(None, description="Bearer token for the Serve app, if any.")
-    api_token_secret: str | None = Field(
+    items_token: SecretStr | None = Field(
+        None, description="Bearer token for /v1/items (the Serve app's HARK_ITEMS_TOKEN)."
+    )
+    items_token_file: Path | None = Field(
+        None, description="File holding the items token (a mounted Secret)."
+    )
+    items_token_secret: str | None = Field(
         None,
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[-._a-zA-Z0-9]+)?$",
         description="Secret (`name` or `name/key`, key `token` by default) in the operator's "
-        "namespace holding the Serve app's bearer token; read again whenever the app refuses "
-        "it, so a fixed or rotated token is used without a restart. Wins over HARK_API_TOKEN.",
+        "namespace holding the items token; read again whenever the app refuses it, so a "
+        "fixed or rotated token is used without a restart. Wins over HARK_ITEMS_TOKEN[_FILE].",
     )
     max_in_flight: int = Field(32, ge=1, le=10000, description="Items in flight over all jobs.")
     item_timeout_seconds: float = Field(
@@ -115,9 +120,24 @@ class OperatorSettings(StorageSettings):
     def _bounds(self) -> OperatorSettings:
         if self.scale_min_replicas > self.scale_max_replicas:
             raise ValueError("HARK_SCALE_MIN_REPLICAS must not exceed HARK_SCALE_MAX_REPLICAS")
+        if self.items_token is not None and self.items_token_file is not None:
+            raise ValueError("set HARK_ITEMS_TOKEN or HARK_ITEMS_TOKEN_FILE, not both")
         if self.scaler == "serve-api" and not self.ray_dashboard_url:
             raise ValueError("HARK_SCALER=serve-api needs HARK_RAY_DASHBOARD_URL")
         return self
+
+    def items_token_value(self) -> str | None:
+        """The items token, from the variable or the file; ConfigError naming the file."""
+        if self.items_token is not None:
+            return self.items_token.get_secret_value().strip() or None
+        if self.items_token_file is None:
+            return None
+        try:
+            return self.items_token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(
+                f"HARK_ITEMS_TOKEN_FILE={self.items_token_file}: cannot read the token ({exc})"
+            ) from exc
 
     def scaling_policy(self) -> ScalingPolicy:
         return ScalingPolicy(

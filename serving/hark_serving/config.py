@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -31,7 +31,8 @@ class Settings(StorageSettings):
     # Model
     model: str = Field(
         DEFAULT_MODEL,
-        description="Hub id (downloaded once), a local SenseVoiceSmall directory, or s3://bucket/prefix/.",
+        description="Hub id, pinned as id@revision (downloaded once, verified by SHA-256 on "
+        "every start), a local SenseVoiceSmall directory, or s3://bucket/prefix/.",
     )
     model_hub: Literal["ms", "hf"] = Field(
         "ms", description="Hub for model ids: ModelScope or Hugging Face."
@@ -80,20 +81,23 @@ class Settings(StorageSettings):
     # Limits
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Largest accepted upload.")
     max_audio_seconds: float = Field(4 * 3600.0, gt=0, description="Longest accepted audio.")
+    max_item_bytes: int = Field(
+        4 * 1024**3,
+        ge=1,
+        description="Largest object /v1/items (and hark run) downloads; checked before the download.",
+    )
+    max_split_channels: int = Field(
+        8, ge=1, le=64, description="Most channels a file may have with channels=split."
+    )
     spill_after_seconds: float = Field(
         600.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
-    )
-
-    # HTTP
-    api_token: str | None = Field(
-        None, description="Bearer token required by the HTTP API, if set."
     )
 
     # Call analytics alerts
     webhook_url: str | None = Field(
         None, description="Where alerts of `alert: true` categories are posted (signed JSON)."
     )
-    webhook_secret: str | None = Field(
+    webhook_secret: SecretStr | None = Field(
         None, description="Shared secret of the alert webhook's HMAC-SHA256 signature."
     )
 

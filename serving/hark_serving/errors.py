@@ -10,12 +10,14 @@
     │   ├── EmptyAudio           empty_audio
     │   ├── TooLarge             too_large
     │   ├── TooLong              too_long
+    │   ├── TooManyChannels      too_many_channels     (split mode)
     │   └── InvalidOption        invalid_option
     ├── StorageError
     │   ├── InvalidUri           invalid_uri
     │   ├── ObjectNotFound       not_found
     │   ├── AccessDenied         access_denied
-    │   ├── BucketNotAllowed     bucket_not_allowed
+    │   ├── BucketNotAllowed     bucket_not_allowed    (outside the profile, or read-only)
+    │   ├── ProfileNotAllowed    profile_not_allowed   (the job's namespace may not use it)
     │   ├── StorageUnavailable   storage_unavailable   (transient)
     │   └── SourceChanged        source_changed        (transient: the input was re-uploaded
     │                                                   while it was transcribed)
@@ -79,6 +81,10 @@ class TooLarge(InputError):
     code = "too_large"
 
 
+class TooManyChannels(InputError):
+    code = "too_many_channels"
+
+
 class TooLong(InputError):
     code = "too_long"
 
@@ -105,6 +111,10 @@ class AccessDenied(StorageError):
 
 class BucketNotAllowed(StorageError):
     code = "bucket_not_allowed"
+
+
+class ProfileNotAllowed(StorageError):
+    code = "profile_not_allowed"
 
 
 class StorageUnavailable(StorageError):

@@ -138,6 +138,7 @@ chart's appVersion. Call with (list $ .Values.operator.image).
 
 {{/* Where the chart's config file lives in every container. */}}
 {{- define "hark.configDir" -}}/etc/hark/config{{- end }}
+{{- define "hark.authDir" -}}/etc/hark/auth{{- end }}
 {{- define "hark.profilesPath" -}}{{ include "hark.configDir" . }}/storage-profiles.yaml{{- end }}
 
 {{/* Where a profile's credentials are mounted in Ray pods; call with the profile name. */}}
@@ -230,6 +231,18 @@ Included by the templates that depend on them (it renders nothing).
 {{- fail (printf "storage.profiles.%s.credentials: set both accessKeyId and secretAccessKey, or existingSecret, or neither" $name) }}
 {{- end }}
 {{- end }}
+{{- if lt (int .Values.ray.terminationGracePeriodSeconds) 600 }}
+{{- fail (printf "ray.terminationGracePeriodSeconds (%d) must be at least 600, the time a Worker replica drains its requests; shorter, and scale-down or a node drain cuts work short" (int .Values.ray.terminationGracePeriodSeconds)) }}
+{{- end }}
+{{- if .Values.serve.ingressResource.enabled }}
+{{- range .Values.serve.ingressResource.hosts }}
+{{- range .paths }}
+{{- if or (has .path (list "/" "/v1" "/v1/")) (hasPrefix "/v1/items" .path) (hasPrefix "/metrics" .path) }}
+{{- fail (printf "serve.ingressResource: the path %q would make /v1/items or /metrics public; route only /v1/transcribe, /v1/audio/transcriptions and /healthz" .path) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" (include "hark.rayServiceName" .)) }}
 {{- fail (printf "the RayService name %q must start with a letter (KubeRay needs a DNS-1035 label); set fullnameOverride" (include "hark.rayServiceName" .)) }}
 {{- end }}
@@ -255,12 +268,17 @@ serving/hark_serving/config.py, reads them in every replica).
 - name: HARK_LOG_FORMAT
   value: json
 {{- if .Values.auth.enabled }}
-- name: HARK_API_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "hark.authSecretName" . }}
-      key: {{ .Values.auth.secretKey }}
+{{- /* Files, not variables: a rotated Secret reaches the replicas without a restart. */}}
+- name: HARK_API_TOKEN_FILE
+  value: {{ printf "%s/%s" (include "hark.authDir" .) .Values.auth.secretKey | quote }}
+- name: HARK_ITEMS_TOKEN_FILE
+  value: {{ printf "%s/%s" (include "hark.authDir" .) .Values.auth.itemsSecretKey | quote }}
 {{- end }}
+- name: HARK_UPLOAD_DIR
+  value: {{ .Values.serve.spool.mountPath | quote }}
+{{- /* Admission control inside Serve's HTTP proxy, which buffers request bodies. */}}
+- name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
+  value: hark_serving.serve.proxy_guard.middlewares
 {{- with .Values.serve.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -278,6 +296,13 @@ serving/hark_serving/config.py, reads them in every replica).
 - name: config
   mountPath: {{ include "hark.configDir" . }}
   readOnly: true
+- name: spool
+  mountPath: {{ .Values.serve.spool.mountPath }}
+{{- if .Values.auth.enabled }}
+- name: auth
+  mountPath: {{ include "hark.authDir" . }}
+  readOnly: true
+{{- end }}
 {{- range $name, $profile := include "hark.profiles" . | fromJson }}
 {{- if include "hark.profileSecretName" (list $ $name $profile) }}
 - name: s3-{{ $name }}
@@ -307,6 +332,15 @@ serving/hark_serving/config.py, reads them in every replica).
 - name: config
   configMap:
     name: {{ include "hark.configMapName" . }}
+- name: spool
+  emptyDir:
+    sizeLimit: {{ .Values.serve.spool.sizeLimit }}
+{{- if .Values.auth.enabled }}
+- name: auth
+  secret:
+    secretName: {{ include "hark.authSecretName" . }}
+    defaultMode: 0440
+{{- end }}
 {{- range $name, $profile := include "hark.profiles" . | fromJson }}
 {{- $secret := include "hark.profileSecretName" (list $ $name $profile) }}
 {{- if $secret }}
@@ -448,4 +482,21 @@ different namespaces keep distinct ClusterRoles.
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
+
+{{/*
+A Ray container's resources with an ephemeral-storage limit: the upload spool
+and spill files live on an emptyDir that counts against it, so a node's disk
+is never filled by one pod. A limit given in the values wins.
+Call with (list $ resources).
+*/}}
+{{- define "hark.withEphemeralStorage" -}}
+{{- $root := index . 0 }}
+{{- $resources := deepCopy (index . 1 | default dict) }}
+{{- $limits := $resources.limits | default dict }}
+{{- if not (hasKey $limits "ephemeral-storage") }}
+{{- $_ := set $limits "ephemeral-storage" $root.Values.serve.spool.ephemeralStorageLimit }}
+{{- end }}
+{{- $_ := set $resources "limits" $limits }}
+{{- toYaml $resources }}
 {{- end }}

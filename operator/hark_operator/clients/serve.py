@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 from pydantic import ValidationError
@@ -61,6 +62,28 @@ class SecretToken:
         return self._token
 
 
+class FileToken:
+    """The bearer token from a mounted file (a Secret volume), read again once the app
+    refuses it, so a rotated Secret is used without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._token: str | None = None
+        self._fresh = False
+
+    def invalidate(self) -> None:
+        self._fresh = False
+
+    async def __call__(self) -> str | None:
+        if not self._fresh:
+            try:
+                self._token = self.path.read_text().strip() or None
+                self._fresh = True
+            except OSError as exc:  # mid-rotation: keep the last token
+                log.warning("token file %s not read: %s", self.path, exc)
+        return self._token
+
+
 class ServeProcessor:
     def __init__(
         self,
@@ -70,7 +93,7 @@ class ServeProcessor:
         timeout: float = 3600.0,
         identity: str | None = None,
         client: httpx.AsyncClient | None = None,
-        token_source: SecretToken | None = None,
+        token_source: SecretToken | FileToken | None = None,
     ) -> None:
         headers = {"User-Agent": "hark-operator"}
         if token:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from hark_operator.errors import JobConfigError
 from hark_operator.jobs.work import WorkItem
-from hark_serving.errors import HarkError, InvalidOption, ObjectNotFound
+from hark_serving.errors import HarkError, InvalidOption, ObjectNotFound, ProfileNotAllowed
 from hark_serving.runs.itemspec import ItemResult
 from hark_serving.storage.profiles import (
     ACCESS_KEY_FILE,
@@ -67,11 +67,14 @@ class Stores:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def store(self, profile: str | None) -> S3Store:
-        """The store of a profile; JobConfigError when the profile or its Secret is wrong."""
+    async def store(self, profile: str | None, namespace: str | None = None) -> S3Store:
+        """The store of a profile; JobConfigError when the profile or its Secret is wrong,
+        or when jobs of `namespace` may not use the profile (checked before any request)."""
         try:
             spec = self.profiles.profile(profile)
-        except InvalidOption as exc:
+            if namespace is not None:
+                self.profiles.check_namespace(profile, namespace)
+        except (InvalidOption, ProfileNotAllowed) as exc:
             raise JobConfigError(exc.message) from None
         name = profile or self.profiles.spec.default
         cached = self._cache.get(name)

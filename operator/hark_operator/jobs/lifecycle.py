@@ -189,7 +189,7 @@ class JobRunner:
     async def _main(self) -> bool:
         try:
             spec = self.spec()
-            store = await self.env.stores.store(spec.storage.profile)
+            store = await self.env.stores.store(spec.storage.profile, self.ref.namespace)
         except JobConfigError as exc:
             return await self._fail("InvalidStorage", str(exc))
         self.summary.start(store)

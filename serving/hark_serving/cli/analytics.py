@@ -71,7 +71,10 @@ def call_analytics(
                 subject="--webhook-url",
             )
         try:
-            webhook = WebhookSender(settings.webhook_url, settings.webhook_secret or "")
+            webhook = WebhookSender(
+                settings.webhook_url,
+                settings.webhook_secret.get_secret_value() if settings.webhook_secret else "",
+            )
         except ValueError as exc:
             raise InvalidOption(str(exc), subject="--webhook-url") from None
 

@@ -10,6 +10,7 @@ temporary file and come back as read-only memory maps.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -29,6 +30,7 @@ from hark_serving.errors import (
     EmptyFile,
     NoAudioStream,
     TooLong,
+    TooManyChannels,
     TruncatedAudio,
     UnsupportedFormat,
 )
@@ -140,6 +142,21 @@ class _Sink:
                 p.unlink()
 
 
+# Media comes from clients: FFmpeg may open only the file itself, and probe only
+# container demuxers that read one self-contained file. Playlists and indirections
+# (hls, dash, concat, ffconcat, image2, tee...) would open other files or URLs
+# named inside the upload (a server-side request forgery or a local file read).
+SAFE_DEMUXERS = (
+    "wav,w64,mp3,aac,loas,flac,ogg,matroska,webm,mov,mp4,m4a,3gp,3g2,mj2,aiff,caf,amr,"
+    "amrnb,amrwb,au,asf,avi,mpeg,mpegts,wv,ape,tta,ac3,eac3,dts,truehd,mlp,gsm,voc,"
+    "mpc,mpc8,tak,shn,dsf,wsaud,xwma,flv,nut,rm,oma,spdif,s16le,s24le,s32le,f32le"
+)
+OPEN_OPTIONS: dict[str, str] = {
+    "protocol_whitelist": "file",
+    "format_whitelist": SAFE_DEMUXERS,
+}
+
+
 def _format_name(container: av.container.InputContainer, name: str) -> str:
     ext = Path(name).suffix.lower().lstrip(".")
     if ext in _EXTENSION_FORMATS:
@@ -166,6 +183,7 @@ def _open(source: str | Path | BinaryIO, name: str) -> av.container.InputContain
             str(source) if isinstance(source, Path) else source,
             mode="r",
             metadata_errors="ignore",
+            options=dict(OPEN_OPTIONS),
         )
     except av.error.InvalidDataError as exc:
         raise UnsupportedFormat(
@@ -173,7 +191,16 @@ def _open(source: str | Path | BinaryIO, name: str) -> av.container.InputContain
             "webm or the audio track of mp4/mkv/mov",
             subject=name,
         ) from exc
-    except (av.error.FFmpegError, OSError) as exc:
+    except av.error.FFmpegError as exc:
+        if exc.errno != errno.EINVAL:
+            raise CorruptAudio(f"cannot be opened: {exc}", subject=name) from exc
+        # EINVAL at open: a demuxer outside SAFE_DEMUXERS (a playlist, a concat list).
+        raise UnsupportedFormat(
+            "not an accepted audio or video file: playlists (m3u8), concat lists and other "
+            "files that name further files or URLs are refused; upload the media itself",
+            subject=name,
+        ) from exc
+    except OSError as exc:
         raise CorruptAudio(f"cannot be opened: {exc}", subject=name) from exc
 
 
@@ -280,6 +307,7 @@ def decode_audio(
     max_seconds: float | None = None,
     spill_after_seconds: float = 600.0,
     spill_dir: Path | None = None,
+    max_split_channels: int = 8,
 ) -> DecodedAudio:
     """Decode the first audio stream of `source` to 16 kHz float32.
 
@@ -299,6 +327,13 @@ def decode_audio(
         ctx = stream.codec_context
         ctx.thread_type = "AUTO"  # frame threads for codecs that have them
         n_source = ctx.channels or 1
+        if split_channels and n_source > max_split_channels:
+            # Each split channel is a transcript of its own: bound the work and memory.
+            raise TooManyChannels(
+                f"the file has {n_source} audio channels; channels=split takes at most "
+                f"{max_split_channels}; use channels=mix, or split the file first",
+                subject=name,
+            )
         info_rate = ctx.sample_rate or stream.sample_rate or 0
         n_out = n_source if split_channels else 1
         sink = _Sink(n_out, int(spill_after_seconds * TARGET_RATE), spill_dir)

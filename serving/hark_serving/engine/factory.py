@@ -16,6 +16,7 @@ def segmenting(settings: Settings) -> SegmentingSettings:
         max_segment_seconds=settings.max_segment_seconds,
         max_audio_seconds=settings.max_audio_seconds,
         spill_after_seconds=settings.spill_after_seconds,
+        max_split_channels=settings.max_split_channels,
     )
 
 

@@ -4,8 +4,11 @@ Whatever the source, the result is a local directory in the published
 SenseVoiceSmall layout that funasr loads. Remote sources are copied once per
 node into the cache and reused:
 
-- hub ids go through ModelScope (or Hugging Face) snapshot downloads; a copy
-  already in the cache is used without asking the hub;
+- hub ids go through ModelScope (or Hugging Face) snapshot downloads, at the
+  revision given as `id@revision` (a tag or commit, so the weights cannot change
+  under a running service); a copy already in the cache is used without asking
+  the hub, after checking it against the SHA-256 digests recorded when it was
+  downloaded (a truncated or altered file fails the start);
 - `s3://bucket/prefix/` is copied object by object into a temporary directory,
   checked against the listing (size and ETag), and renamed into place, with a
   file lock so concurrent replicas on one node copy it once. A later start
@@ -125,44 +128,107 @@ def from_s3(uri: str, cache: Path, store: S3Store) -> ResolvedModel:
     return ResolvedModel(target, uri)
 
 
+def split_revision(ref: str) -> tuple[str, str | None]:
+    """`iic/SenseVoiceSmall@v2.0.4` as (`iic/SenseVoiceSmall`, `v2.0.4`)."""
+    model_id, sep, revision = ref.partition("@")
+    if sep and not revision:
+        raise ModelError(f"{ref}: name a revision after '@' (a tag or a commit)")
+    return model_id, revision or None
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """SHA-256 of every file under `path` (the manifest itself left out)."""
+    digests = {}
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST):
+        h = hashlib.sha256()
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digests[file.relative_to(path).as_posix()] = h.hexdigest()
+    return digests
+
+
+def record_digests(path: Path) -> None:
+    (path / MANIFEST).write_text(json.dumps(file_digests(path), sort_keys=True, indent=1))
+
+
+def verify_digests(path: Path, source: str) -> None:
+    """Raise `ModelError` naming the file when the copy differs from what was downloaded."""
+    manifest = path / MANIFEST
+    recorded: dict[str, str] = json.loads(manifest.read_text())
+    found = file_digests(path)
+    for rel, digest in sorted(recorded.items()):
+        if found.get(rel) != digest:
+            what = "is missing" if rel not in found else "differs from the downloaded file"
+            raise ModelError(
+                f"{source}: the cached {rel} in {path} {what}; delete {path} so the model "
+                "is downloaded again"
+            )
+
+
 HUB_NAMES = {"ms": "ModelScope", "hf": "Hugging Face"}
 
 
-def hub_cached(model_id: str, cache: Path, hub: str = "ms") -> Path | None:
-    """The node-cache copy of a hub model, or None; never asks the hub."""
+def hub_cached(ref: str, cache: Path, hub: str = "ms") -> Path | None:
+    """The node-cache copy of a hub model (`id` or `id@revision`), or None; never asks the hub."""
+    model_id, revision = split_revision(ref)
     try:
-        return _snapshot(model_id, cache / "hub" / hub, hub, local_only=True)
+        return _snapshot(model_id, revision, cache / "hub" / hub, hub, local_only=True)
     except Exception:  # hubs raise many kinds of "not cached"
         return None
 
 
-def from_hub(model_id: str, cache: Path, hub: str = "ms") -> ResolvedModel:
+def from_hub(ref: str, cache: Path, hub: str = "ms") -> ResolvedModel:
+    model_id, revision = split_revision(ref)
+    if revision is None:
+        log.warning(
+            "model %s: no revision pinned; name one as %s@<tag or commit> so the weights "
+            "cannot change under the service",
+            model_id,
+            model_id,
+        )
     hub_cache = cache / "hub" / hub
     # A copy already on this node wins: replicas must start when the hub is slow or down.
-    path = hub_cached(model_id, cache, hub)
+    path = hub_cached(ref, cache, hub)
     if path is None:
-        log.info("model %s: not cached in %s; downloading", model_id, hub_cache)
+        log.info("model %s: not cached in %s; downloading", ref, hub_cache)
         try:
-            path = _snapshot(model_id, hub_cache, hub, local_only=False)
+            path = _snapshot(model_id, revision, hub_cache, hub, local_only=False)
         except Exception as exc:
             raise ModelError(
-                f"{model_id}: not cached in {hub_cache} and the download from the "
+                f"{ref}: not cached in {hub_cache} and the download from the "
                 f"{HUB_NAMES.get(hub, hub)} hub failed ({type(exc).__name__}: {exc}); on a "
                 "machine without internet, download the model elsewhere, copy the directory "
                 "here and set HARK_MODEL to it (or to an s3:// copy), or fill HARK_MODEL_CACHE"
             ) from exc
-    check_layout(path, model_id)
-    return ResolvedModel(path, model_id)
+    with locked(path.with_name(path.name + ".lock")):
+        if (path / MANIFEST).is_file():
+            verify_digests(path, ref)
+        else:  # just downloaded (or cached before digests were recorded)
+            record_digests(path)
+    check_layout(path, ref)
+    return ResolvedModel(path, ref)
 
 
-def _snapshot(model_id: str, cache: Path, hub: str, local_only: bool) -> Path:
+def _snapshot(model_id: str, revision: str | None, cache: Path, hub: str, local_only: bool) -> Path:
     if hub == "hf":
         from huggingface_hub import snapshot_download as hf_snapshot
 
-        return Path(hf_snapshot(model_id, cache_dir=str(cache), local_files_only=local_only))
+        return Path(
+            hf_snapshot(
+                model_id, revision=revision, cache_dir=str(cache), local_files_only=local_only
+            )
+        )
     from modelscope.hub.snapshot_download import snapshot_download
 
-    return Path(snapshot_download(model_id, cache_dir=str(cache), local_files_only=local_only))
+    return Path(
+        snapshot_download(
+            model_id,
+            revision=revision or "master",
+            cache_dir=str(cache),
+            local_files_only=local_only,
+        )
+    )
 
 
 def resolve_model(

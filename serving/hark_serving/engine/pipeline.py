@@ -57,6 +57,7 @@ class SegmentingSettings:
     max_audio_seconds: float | None = None
     spill_after_seconds: float = 600.0
     spill_dir: Path | None = None
+    max_split_channels: int = 8
 
 
 @dataclass
@@ -113,6 +114,7 @@ def prepare(
         max_seconds=settings.max_audio_seconds,
         spill_after_seconds=settings.spill_after_seconds,
         spill_dir=settings.spill_dir,
+        max_split_channels=settings.max_split_channels,
     )
     try:
         started = time.perf_counter()

@@ -24,7 +24,14 @@ from hark_serving.analytics.categories import categorize
 from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
 from hark_serving.engine.recognition import Recognized
 from hark_serving.engine.vad import SpeechDetector
-from hark_serving.errors import HarkError, InputError, InvalidUri, ObjectNotFound, SourceChanged
+from hark_serving.errors import (
+    HarkError,
+    InputError,
+    InvalidUri,
+    ObjectNotFound,
+    SourceChanged,
+    TooLarge,
+)
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.storage.lease import Holding
 from hark_serving.storage.profiles import StorageProfiles
@@ -48,6 +55,13 @@ class Started:
     prepared: PreparedFile
 
 
+def job_namespace(job: str | None) -> str | None:
+    """The namespace of a `namespace/name` job reference."""
+    if not job or "/" not in job:
+        return None
+    return job.split("/", 1)[0] or None
+
+
 def _formats(req: ItemRequest) -> list[str]:
     wanted = list(dict.fromkeys(["json", *req.formats]))
     return [f for f in wanted if f != "json"] + ["json"]
@@ -60,13 +74,17 @@ class ItemRunner:
         detector: SpeechDetector,
         segmenting: SegmentingSettings,
         spill_dir: Path | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.profiles = profiles
         self.detector = detector
         self.segmenting = segmenting
         self.spill_dir = spill_dir
+        self.max_bytes = max_bytes
 
     def _locate(self, req: ItemRequest) -> tuple[S3Store, S3Uri, S3Uri]:
+        # Every right is checked before anything is read or written.
+        self.profiles.check_namespace(req.profile, job_namespace(req.job))
         store = self.profiles.store(req.profile)
         source, output = parse_s3_uri(req.input_uri), parse_s3_uri(req.output_uri)
         if source.is_prefix or output.is_prefix:
@@ -75,7 +93,7 @@ class ItemRunner:
         if problem is not None:
             raise InvalidUri(f"{problem}; shorten the input's path", subject=req.input_uri)
         store.check_allowed(source)
-        store.check_allowed(output)
+        store.check_writable(output)
         return store, source, output
 
     def begin(self, req: ItemRequest) -> ItemResult | Started:
@@ -92,6 +110,13 @@ class ItemRunner:
                 input_uri=req.input_uri,
                 output_uri=f"{output}.json",
                 etag=head.clean_etag,
+            )
+        if self.max_bytes is not None and head.size > self.max_bytes:
+            # Checked on the HEAD, before a byte is downloaded to the spill volume.
+            raise TooLarge(
+                f"the object is {head.size} bytes, over the {self.max_bytes} byte limit "
+                "(HARK_MAX_ITEM_BYTES); split the recording or raise the limit",
+                subject=req.input_uri,
             )
         suffix = Path(source.key).suffix[:16]
         with tempfile.NamedTemporaryFile(

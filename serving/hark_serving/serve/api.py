@@ -20,8 +20,9 @@ which the Ingress exports on Ray's metrics port, tagged per replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
@@ -36,11 +37,14 @@ from hark_serving.errors import EmptyFile, HarkError, InputError, TooLarge
 from hark_serving.options import TranscribeOptions
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve import openai_compat
+from hark_serving.serve.admission import Admission
+from hark_serving.serve.auth import tokens_from
 from hark_serving.serve.context import request_id
 from hark_serving.serve.edge import EdgeMiddleware, error_headers, error_response, route_label
 from hark_serving.serve.errors import (
     MethodNotAllowed,
     NotReady,
+    Overloaded,
     ReportedError,
     RouteNotFound,
     Timeout,
@@ -50,7 +54,7 @@ from hark_serving.serve.forms import parse_transcribe_form
 from hark_serving.serve.messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
 from hark_serving.serve.metrics import IngressMetrics, MemoryMetricsAPI
 from hark_serving.serve.settings import ServeSettings
-from hark_serving.serve.uploads import Upload, receive_upload
+from hark_serving.serve.uploads import FORM_OVERHEAD, Upload, discard, paced, receive_upload
 from hark_serving.transcript.schema import Transcript
 from hark_serving.transcript.writers import CONTENT_TYPES, render
 
@@ -121,13 +125,37 @@ def build_api(
                 f"no answer within {settings.request_timeout_seconds:g} s; try again later"
             ) from None
 
-    async def receive(request: Request) -> Upload:
-        return await receive_upload(
-            request.headers,
+    admission = Admission(settings.max_bytes_in_flight, settings.max_requests_in_flight)
+
+    def paced_body(request: Request) -> AsyncIterator[bytes]:
+        return paced(
             request.stream(),
-            max_bytes=settings.max_upload_bytes,
-            spool_dir=settings.upload_dir,
+            window=settings.upload_receive_timeout_seconds,
+            min_bytes=int(
+                settings.upload_min_bytes_per_second * settings.upload_receive_timeout_seconds
+            ),
         )
+
+    @contextlib.asynccontextmanager
+    async def received(request: Request) -> AsyncIterator[Upload]:
+        """The upload of `request`, spooled to disk, within the replica's admission bounds."""
+        limit = settings.max_upload_bytes + FORM_OVERHEAD
+        declared = request.headers.get("content-length", "")
+        size = min(int(declared), limit) if declared.isdigit() else limit
+        try:
+            admission.check(size)
+        except Overloaded:
+            await discard(paced_body(request), limit)
+            raise
+        with admission.admit(size):
+            upload = await receive_upload(
+                request.headers,
+                paced_body(request),
+                max_bytes=settings.max_upload_bytes,
+                spool_dir=settings.upload_dir,
+            )
+            with upload:  # the spool file goes when the request ends, however it ends
+                yield upload
 
     async def run(request: Request, upload: Upload, options: TranscribeOptions) -> Transcript:
         if upload.path is None:
@@ -136,8 +164,14 @@ def build_api(
             raise EmptyFile("the file is empty (0 bytes); upload it again", subject=upload.filename)
         if upload.size > settings.max_upload_bytes:  # defensive: receive_upload enforces it
             raise TooLarge(f"the upload is over the {settings.max_upload_bytes} byte limit")
-        data = await asyncio.to_thread(upload.read)
-        job = UploadJob(data, upload.filename, options, upload.md5, request_id.get())
+        job = UploadJob(
+            upload.filename,
+            options,
+            upload.md5,
+            request_id.get(),
+            size=upload.size,
+            path=str(upload.path),
+        )
         reply = await bounded(backend.transcribe(job))
         if reply.failure is not None:
             raise ReportedError(reply.failure.code, reply.failure.message)
@@ -146,7 +180,7 @@ def build_api(
 
     @app.post("/v1/transcribe", summary="Transcribe an upload into hark.transcript/v1")
     async def transcribe(request: Request) -> Response:
-        with await receive(request) as upload:
+        async with received(request) as upload:
             fields = {k: upload.value(k) for k in ("language", "use_itn", "timestamps")}
             fields |= {k: upload.value(k) for k in ("channels", "format", "roles", "categories")}
             form = parse_transcribe_form(fields, defaults)
@@ -164,7 +198,7 @@ def build_api(
 
     @app.post("/v1/audio/transcriptions", summary="OpenAI-compatible transcription")
     async def openai_transcriptions(request: Request) -> Response:
-        with await receive(request) as upload:
+        async with received(request) as upload:
             granularities = upload.values("timestamp_granularities[]")
             granularities += upload.values("timestamp_granularities")
             wanted = openai_compat.parse_request(
@@ -189,8 +223,12 @@ def build_api(
 
     @app.post("/v1/items", summary="Transcribe one S3 object into its output objects")
     async def items(request: Request) -> JSONResponse:
+        with admission.admit(0):
+            return await item(request)
+
+    async def item(request: Request) -> JSONResponse:
         raw = bytearray()
-        async for chunk in request.stream():
+        async for chunk in paced_body(request):
             raw += chunk
             if len(raw) > MAX_ITEM_BODY:
                 raise InputError(f"an item request is at most {MAX_ITEM_BODY} bytes of JSON")
@@ -221,5 +259,7 @@ def build_api(
             raise NotReady("the model is still loading")
         return {"status": "ready", "model": status.info.model_dump(mode="json")}
 
-    app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware, settings=settings, metrics=metrics, tokens=tokens_from(settings)
+    )
     return app

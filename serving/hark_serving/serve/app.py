@@ -38,6 +38,7 @@ def build_app(args: Mapping[str, Any] | None = None) -> serve.Application:
     """The `hark` application; invalid `args` fail here, before anything is deployed."""
     overrides = {k: v for k, v in dict(args or {}).items() if v is not None}
     settings = load_serve_settings(overrides)
+    settings.profiles()  # a storage profile without buckets fails here, not in a replica
     transcriber = (
         _deployment(Transcriber)
         .options(**settings.deployment_options("transcriber"))

@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hark_serving.errors import HarkError
-from hark_serving.serve.auth import check_bearer, needs_token
+from hark_serving.serve.auth import Tokens
 from hark_serving.serve.context import new_request_id, request_id
 from hark_serving.serve.errors import RETRYABLE_CODES, error_body, status_for
 from hark_serving.serve.metrics import IngressMetrics
@@ -53,10 +53,13 @@ def error_response(code: str, message: str) -> JSONResponse:
 class EdgeMiddleware:
     """Request id, bearer auth, metrics and a last-resort 500 for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: IngressMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: ServeSettings, metrics: IngressMetrics, tokens: Tokens
+    ) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,8 +92,7 @@ class EdgeMiddleware:
 
         self.metrics.started(route)
         try:
-            if needs_token(scope["path"], self.settings.api_token):
-                check_bearer(headers.get("authorization"), self.settings.api_token or "")
+            self.tokens.check(scope["path"], headers.get("authorization"))
             await self.app(scope, receive, send_with_id)
         except HarkError as exc:
             self.metrics.error(route, exc.code)

@@ -7,12 +7,15 @@ so clients branch on it, never on the message.
     HarkError                    (hark_serving.errors)
     └── ServeError               errors of the HTTP layer itself
         ├── Unauthorized         unauthorized            401
+        ├── Forbidden            forbidden               403  (the other identity's token)
         ├── UnsupportedMediaType unsupported_media_type  415
         ├── RouteNotFound        route_not_found         404
         ├── MethodNotAllowed     method_not_allowed      405
         ├── NotReady             model_unavailable       503
         ├── Unavailable          unavailable             503  (a replica died; retry)
         ├── Timeout              timeout                 504
+        ├── Overloaded           overloaded              503  (admission control; retry)
+        ├── UploadTimeout        upload_timeout          408  (the body arrived too slowly)
         └── ReportedError        the code another deployment reported
 """
 
@@ -37,29 +40,36 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "too_large": 413,
     "too_long": 413,  # over the duration limit: too large a piece of work, like too many bytes
+    "too_many_channels": 422,
     # object storage
     "invalid_uri": 422,
     "not_found": 404,
     "access_denied": 403,
     "bucket_not_allowed": 403,
+    "profile_not_allowed": 403,
     "storage_unavailable": 503,
     "source_changed": 409,
     "in_progress": 409,  # another request holds the output's lease: try again later  # re-uploaded mid-transcription: try again for the new bytes
     "storage_error": 502,  # the object store answered with something we did not expect
     # the HTTP layer
     "unauthorized": 401,
+    "forbidden": 403,
     "route_not_found": 404,
     "method_not_allowed": 405,
     "model_unavailable": 503,
     "unavailable": 503,
     "timeout": 504,
+    "overloaded": 503,
+    "upload_timeout": 408,
     # the server
     "invalid_config": 500,
     "internal": 500,
 }
 
 # Codes whose requests can be retried as they are (used for Retry-After and `retryable`).
-RETRYABLE_CODES = frozenset({"storage_unavailable", "model_unavailable", "unavailable", "timeout"})
+RETRYABLE_CODES = frozenset(
+    {"storage_unavailable", "model_unavailable", "unavailable", "timeout", "overloaded"}
+)
 
 
 def status_for(code: str) -> int:
@@ -76,6 +86,10 @@ class ServeError(HarkError):
 
 class Unauthorized(ServeError):
     code = "unauthorized"
+
+
+class Forbidden(ServeError):
+    code = "forbidden"
 
 
 class UnsupportedMediaType(ServeError):
@@ -103,6 +117,15 @@ class Unavailable(ServeError):
 class Timeout(ServeError):
     code = "timeout"
     transient = True
+
+
+class Overloaded(ServeError):
+    code = "overloaded"
+    transient = True
+
+
+class UploadTimeout(ServeError):
+    code = "upload_timeout"
 
 
 class ReportedError(HarkError):

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.exceptions import RayActorError
@@ -23,7 +26,13 @@ from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve.api import build_api
 from hark_serving.serve.context import configure_replica_logging
 from hark_serving.serve.errors import Unavailable
-from hark_serving.serve.messages import ItemReply, ModelStatus, TranscribeReply, UploadJob
+from hark_serving.serve.messages import (
+    ELSEWHERE,
+    ItemReply,
+    ModelStatus,
+    TranscribeReply,
+    UploadJob,
+)
 from hark_serving.serve.metrics import IngressMetrics
 from hark_serving.serve.settings import load_serve_settings
 
@@ -48,6 +57,7 @@ class Ingress:
         self.worker = worker
         self.transcriber = transcriber
         self.metrics = IngressMetrics(serve_metrics)  # exported on Ray's metrics port
+        self.node_id = ray.get_runtime_context().get_node_id()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after `__init__`, once the handles exist."""
@@ -65,7 +75,13 @@ class Ingress:
             raise Unavailable("the Worker handling the request went away; try again") from exc
 
     async def transcribe(self, job: UploadJob) -> TranscribeReply:
+        # By path first: a Worker on this node decodes the spool file where it lies.
+        job = replace(job, node=self.node_id)
         reply: TranscribeReply = await self._call_worker("transcribe", job)
+        if reply.failure is not None and reply.failure.code == ELSEWHERE and job.path:
+            # The Worker runs on another node: the bytes must travel (bounded by admission).
+            data = await asyncio.to_thread(Path(job.path).read_bytes)
+            reply = await self._call_worker("transcribe", replace(job, path=None, data=data))
         return reply
 
     async def process_item(self, req: ItemRequest, rid: str) -> ItemReply:

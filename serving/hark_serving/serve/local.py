@@ -19,6 +19,8 @@ from ray import serve
 
 from hark_serving.serve.app import APP_NAME, ROUTE_PREFIX, build_app
 from hark_serving.serve.priority import local_worker_niceness
+from hark_serving.serve.proxy_guard import IMPORT_PATH as PROXY_IMPORT_PATH
+from hark_serving.serve.proxy_guard import PROXY_CALLBACK_ENV
 from hark_serving.serve.settings import DEPLOYMENT_NAMES, ServeSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ def run_until(
 ) -> None:
     """Deploy the app built from `args` and serve until `stop` is set."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Admission control in Serve's HTTP proxy, which buffers request bodies in memory.
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_IMPORT_PATH)
     local = settings.ray_address is None
     if local:
         local_worker_niceness()

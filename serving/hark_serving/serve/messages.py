@@ -72,13 +72,23 @@ class Failure:
         return cls(error.code, str(error))
 
 
+# A Worker's answer to an upload passed by path that lies on another node: send the bytes.
+ELSEWHERE = "upload_elsewhere"
+
+
 @dataclass(frozen=True)
 class UploadJob:
-    data: bytes = field(repr=False)
+    """An upload for a Worker: by path when the Worker shares the Ingress's node (the
+    usual case: no copy of the file crosses processes), else by its bytes."""
+
     filename: str
     options: TranscribeOptions
     md5: str = ""
     request_id: str = ""
+    size: int = 0
+    path: str | None = None  # the Ingress's spool file
+    node: str = ""  # the Ray node that holds `path`
+    data: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

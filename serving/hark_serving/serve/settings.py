@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from hark_serving.config import Settings
 from hark_serving.errors import ConfigError
@@ -33,6 +33,9 @@ DEPLOYMENT_NAMES: dict[DeploymentName, str] = {
 
 
 class ServeSettings(Settings):
+    # /v1/items acts for the operator's jobs: never on buckets nobody listed.
+    restrict_buckets: ClassVar[bool] = True
+
     # HTTP
     host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the Serve HTTP proxy.")
@@ -42,8 +45,54 @@ class ServeSettings(Settings):
     ready_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for a Transcriber to answer."
     )
+    # Credentials (serve.auth): secrets, so a repr or a log line shows '**********'.
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token of interactive clients (transcription routes)."
+    )
+    api_token_file: Path | None = Field(
+        None, description="File holding the API token; read again when it changes."
+    )
+    items_token: SecretStr | None = Field(
+        None, description="Bearer token of the operator, the only one accepted on /v1/items."
+    )
+    items_token_file: Path | None = Field(
+        None, description="File holding the items token; read again when it changes."
+    )
     upload_dir: Path | None = Field(
-        None, description="Where uploads are spooled while they arrive (default: system temp)."
+        None,
+        description="Where uploads are spooled and long audio spills (default: system temp); "
+        "in a pod, a sized emptyDir.",
+    )
+    upload_receive_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="An upload must deliver upload_min_bytes_per_second over every period of "
+        "this many seconds, or it is cut off (408).",
+    )
+    upload_min_bytes_per_second: int = Field(
+        1024, ge=1, description="Slowest accepted upload rate, averaged per receive period."
+    )
+    # Admission control, per Ingress replica (serve.admission).
+    max_bytes_in_flight: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Upload bytes one Ingress replica holds at once (spooled, waiting, being "
+        "decoded); past it, 503 with Retry-After.",
+    )
+    # A server decodes many files at once: keep less of each in memory than one CLI run.
+    spill_after_seconds: float = Field(
+        120.0, gt=0, description="Decoded audio longer than this is kept on disk, not in memory."
+    )
+    proxy_max_bytes_in_flight: int = Field(
+        512 * 1024**2,
+        ge=1,
+        description="Request-body bytes one Serve HTTP proxy holds at once (serve.proxy_guard; "
+        "from the proxy's environment only); past it, 503 with Retry-After.",
+    )
+    max_requests_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Requests one Ingress replica works on at once; past it, 503 with Retry-After.",
     )
 
     # Cross-request batching in the Transcriber (the model batch itself is bounded by
@@ -76,6 +125,12 @@ class ServeSettings(Settings):
 
     # Worker CPU work (decode + VAD) runs on this many threads per Worker replica.
     worker_threads: int = Field(2, ge=1, le=64, description="Decode/VAD threads per Worker.")
+    worker_segments_in_flight: int = Field(
+        128,
+        ge=1,
+        description="Segments one Worker replica has at the Transcribers at once, over all "
+        "its requests (each up to max_segment_seconds of samples in shared memory).",
+    )
 
     # Deployments
     ingress_min_replicas: int = Field(1, ge=1)
@@ -126,6 +181,16 @@ class ServeSettings(Settings):
                 raise ValueError(
                     f"{name}_min_replicas ({low}) is above {name}_max_replicas ({high})"
                 )
+        for secret in ("api_token", "items_token"):
+            if getattr(self, secret) is not None and getattr(self, f"{secret}_file") is not None:
+                raise ValueError(
+                    f"set HARK_{secret.upper()} or HARK_{secret.upper()}_FILE, not both"
+                )
+        if self.worker_segments_in_flight < self.max_batch_segments:
+            raise ValueError(
+                "worker_segments_in_flight must be at least max_batch_segments, or a Worker "
+                "can never fill a batch"
+            )
         if self.transcriber_max_ongoing_requests < self.max_batch_segments:
             raise ValueError(
                 "transcriber_max_ongoing_requests must be at least max_batch_segments, "

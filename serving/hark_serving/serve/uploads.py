@@ -6,10 +6,15 @@ one chunk past it on disk; the rest of the body is read and thrown away (up to
 reset connection. A `Content-Length` already over the cap is refused before
 any of the file is stored. Text fields are small and bounded too, so no part
 of a request can grow memory without limit.
+
+The body must keep arriving: fewer than `min_bytes` within any `window`
+seconds (a stalled or deliberately slow client, which would hold a slot and a
+spool file for hours) ends the request with `upload_timeout` (408).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -24,7 +29,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from hark_serving.errors import InputError, TooLarge
-from hark_serving.serve.errors import UnsupportedMediaType
+from hark_serving.serve.errors import UnsupportedMediaType, UploadTimeout
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
@@ -180,13 +185,50 @@ def _too_large(max_bytes: int) -> TooLarge:
     )
 
 
-async def _drain(stream: AsyncIterator[bytes], already: int) -> None:
-    """Read and discard the rest of a refused body, up to `DRAIN_BYTES`."""
+async def _drain(stream: AsyncIterator[bytes], already: int, limit: int = DRAIN_BYTES) -> None:
+    """Read and discard the rest of a refused body, up to `limit` bytes."""
     seen = already
     async for chunk in stream:
         seen += len(chunk)
-        if seen > DRAIN_BYTES:
+        if seen > limit:
             return
+
+
+async def discard(stream: AsyncIterator[bytes], limit: int) -> None:
+    """Read and throw away a body that is refused before it was read, so the client
+    gets to read the answer instead of a reset connection."""
+    await _drain(stream, 0, limit)
+
+
+async def paced(
+    stream: AsyncIterator[bytes], *, window: float, min_bytes: int
+) -> AsyncIterator[bytes]:
+    """The chunks of `stream`, or `UploadTimeout` once a `window` passes with fewer
+    than `min_bytes` received in it (a silent client included)."""
+    it = stream.__aiter__()
+    loop = asyncio.get_running_loop()
+    start, got = loop.time(), 0
+    while True:
+        left = start + window - loop.time()
+        try:
+            chunk = await asyncio.wait_for(it.__anext__(), max(left, 0.0))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise _too_slow(window, min_bytes) from None
+        got += len(chunk)
+        if got >= min_bytes:
+            start, got = loop.time(), 0
+        elif loop.time() > start + window:
+            raise _too_slow(window, min_bytes)
+        yield chunk
+
+
+def _too_slow(window: float, min_bytes: int) -> UploadTimeout:
+    return UploadTimeout(
+        f"the upload arrived too slowly (fewer than {min_bytes} bytes in {window:g} s); "
+        "send it over a faster connection, or put it in object storage and use /v1/items"
+    )
 
 
 async def receive_upload(

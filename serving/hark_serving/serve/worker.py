@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import ray
 import torch
 from ray import serve
 from ray.exceptions import RayActorError
@@ -38,6 +41,7 @@ from hark_serving.runs.itemspec import ItemRequest, ItemResult
 from hark_serving.serve.context import configure_replica_logging, run_in_context, set_request_id
 from hark_serving.serve.errors import Unavailable
 from hark_serving.serve.messages import (
+    ELSEWHERE,
     BatchStats,
     Failure,
     ItemReply,
@@ -68,9 +72,18 @@ class Worker:
         # VAD is a small model; one thread each leaves the cores to the Transcriber.
         torch.set_num_threads(1)
         self.transcriber = transcriber
-        self.segmenting = segmenting(self.settings)
+        # Spill files of long audio go where uploads are spooled: the sized volume.
+        self.segmenting = replace(segmenting(self.settings), spill_dir=self.settings.upload_dir)
         self.detector = build_detector(self.settings)
-        self.runner = ItemRunner(self.settings.profiles(), self.detector, self.segmenting)
+        self.runner = ItemRunner(
+            self.settings.profiles(),
+            self.detector,
+            self.segmenting,
+            spill_dir=self.settings.upload_dir,
+            max_bytes=self.settings.max_item_bytes,
+        )
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._segments_in_flight = asyncio.Semaphore(self.settings.worker_segments_in_flight)
         self._pool = background_pool(self.settings.worker_threads, "hark-prepare")
         self._model: ModelInfo | None = None
         self.metrics = WorkerMetrics(serve_metrics)  # exported on Ray's metrics port
@@ -107,7 +120,10 @@ class Worker:
         window = asyncio.Semaphore(self.settings.max_batch_segments)
 
         async def one(index: int, work: SegmentWork) -> SegmentResult:
-            async with window:
+            # The replica-wide bound keeps the samples queued at the Transcribers (in
+            # Ray's shared-memory object store) within a few batches, however many
+            # long files arrive at once.
+            async with window, self._segments_in_flight:
                 return await self._segment(SegmentTask(work.samples(), request, since, index))
 
         try:
@@ -134,6 +150,8 @@ class Worker:
         set_request_id(job.request_id)
         since = time.time()
         batches: tuple[BatchStats, ...] = ()
+        if job.data is None and not self.can_read(job):
+            return TranscribeReply(failure=Failure(ELSEWHERE, "send the upload's bytes"))
         try:
             prepared = await self._run(self._prepare_upload, job)
             self.metrics.prepared("upload", prepared.decode_s, prepared.vad_s)
@@ -155,21 +173,32 @@ class Worker:
 
     def _prepare_upload(self, job: UploadJob) -> PreparedFile:
         # Decoded from a file, as items and `hark transcribe` are: one code path for all.
+        if job.data is None:
+            # The Ingress's spool file, on this node: decoded where it lies, never copied.
+            assert job.path is not None
+            return self._prepare_file(job, job.path)
         suffix = Path(job.filename).suffix[:16]
         with tempfile.NamedTemporaryFile(
             prefix="hark-upload-", suffix=suffix, dir=self.settings.upload_dir
         ) as tmp:
             tmp.write(job.data)
             tmp.flush()
-            return prepare(
-                tmp.name,
-                uri=job.filename,
-                options=job.options,
-                detector=self.detector,
-                settings=self.segmenting,
-                etag=job.md5 or None,
-                size=len(job.data),
-            )
+            return self._prepare_file(job, tmp.name)
+
+    def _prepare_file(self, job: UploadJob, path: str) -> PreparedFile:
+        return prepare(
+            path,
+            uri=job.filename,
+            options=job.options,
+            detector=self.detector,
+            settings=self.segmenting,
+            etag=job.md5 or None,
+            size=job.size,
+        )
+
+    def can_read(self, job: UploadJob) -> bool:
+        """Whether the spool file the job names is on this replica's node."""
+        return job.node == self.node_id and job.path is not None and os.path.isfile(job.path)
 
     async def process_item(self, req: ItemRequest, rid: str = "") -> ItemReply:
         """One S3 object → its outputs; never raises for a bad item (see `ItemResult`)."""

@@ -1,4 +1,4 @@
-"""S3 storage profiles: named endpoints, regions, allowed buckets and credentials.
+"""S3 storage profiles: named endpoints, regions, bucket rights, namespaces and credentials.
 
 The platform team defines profiles at install time (the chart writes them to a
 YAML file, `HARK_STORAGE_PROFILES`); a TranscriptionJob names one and never
@@ -13,12 +13,23 @@ the standard AWS chain (environment, instance role).
         endpointUrl: http://minio.storage:9000
         region: us-east-1
         addressingStyle: path
-        allowedBuckets: [calls-in, calls-out]
+        readBuckets: [calls-in, models]     # inputs and models: read only
+        writeBuckets: [calls-out]           # outputs: read and write
+        namespaces: [callcentre]            # whose TranscriptionJobs may use it
         credentialsSecret: hark-s3-minio
         credentialsDir: /etc/hark/s3/minio
 
+Reading and writing are separate rights: a bucket in `writeBuckets` may be
+read and written, one in `readBuckets` only read; `allowedBuckets` is the
+older shorthand for buckets that may be both. The Serve app refuses to start
+with a profile that names no bucket (an empty allow-list would allow every
+bucket the credentials reach). `namespaces` limits which jobs may use the profile;
+without it, jobs of any watched namespace may.
+
 Without a file there is one profile, `default`, built from `HARK_S3_*`
-settings and the AWS environment.
+settings and the AWS environment; a process that serves other people
+(`restricted`, the Serve app) opens it to no bucket unless
+`HARK_ALLOWED_BUCKETS` names some.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hark_serving.errors import ConfigError, InvalidOption
+from hark_serving.errors import ConfigError, InvalidOption, ProfileNotAllowed
 from hark_serving.storage.s3 import S3Settings, S3Store
 
 ACCESS_KEY_FILE = "AWS_ACCESS_KEY_ID"
@@ -46,8 +57,22 @@ class StorageProfile(BaseModel):
     region: str | None = None
     addressing_style: Literal["auto", "path", "virtual"] = Field("auto", alias="addressingStyle")
     allowed_buckets: tuple[str, ...] = Field((), alias="allowedBuckets")
+    read_buckets: tuple[str, ...] = Field((), alias="readBuckets")
+    write_buckets: tuple[str, ...] = Field((), alias="writeBuckets")
+    namespaces: tuple[str, ...] = ()
     credentials_secret: str | None = Field(None, alias="credentialsSecret")
     credentials_dir: Path | None = Field(None, alias="credentialsDir")
+
+    @property
+    def readable(self) -> tuple[str, ...]:
+        """Buckets this profile may read (written ones included)."""
+        return tuple(
+            dict.fromkeys((*self.allowed_buckets, *self.read_buckets, *self.write_buckets))
+        )
+
+    @property
+    def writable(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.allowed_buckets, *self.write_buckets)))
 
 
 class ProfilesFile(BaseModel):
@@ -78,26 +103,50 @@ def _read_dir(path: Path | None) -> Credentials | None:
 class StorageProfiles:
     """The profiles of one process, with one `S3Store` per profile, made on first use."""
 
-    def __init__(self, spec: ProfilesFile) -> None:
+    def __init__(self, spec: ProfilesFile, *, restricted: bool = False) -> None:
         if spec.profiles and spec.default not in spec.profiles:
             raise ConfigError(
                 f"default storage profile {spec.default!r} is not among "
                 f"{', '.join(sorted(spec.profiles))}"
             )
         self.spec = spec
+        self.restricted = restricted
         self._stores: dict[str, S3Store] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | None, fallback: StorageProfile | None = None) -> StorageProfiles:
-        """From a YAML file, or a single `default` profile when there is none."""
+    def load(
+        cls,
+        path: Path | None,
+        fallback: StorageProfile | None = None,
+        *,
+        restricted: bool = False,
+    ) -> StorageProfiles:
+        """From a YAML file, or a single `default` profile when there is none.
+
+        `restricted` (a process that acts for others: the Serve app): a profile
+        in the file without any bucket is refused, since an empty allow-list
+        would open every bucket its credentials reach, and the fallback profile
+        without `HARK_ALLOWED_BUCKETS` opens none.
+        """
         if path is None or not path.exists():
-            return cls(ProfilesFile(profiles={"default": fallback or StorageProfile()}))
+            only = {"default": fallback or StorageProfile()}
+            return cls(ProfilesFile(profiles=only), restricted=restricted)
         try:
             data = yaml.safe_load(path.read_text()) or {}
-            return cls(ProfilesFile.model_validate(data))
+            spec = ProfilesFile.model_validate(data)
         except (yaml.YAMLError, ValidationError) as exc:
             raise ConfigError(f"storage profiles in {path} are invalid: {exc}") from exc
+        if not spec.profiles:  # a file that defines none: the fallback, under its name
+            only = {spec.default: fallback or StorageProfile()}
+            return cls(ProfilesFile(default=spec.default, profiles=only), restricted=restricted)
+        for name, profile in spec.profiles.items():
+            if restricted and not profile.readable:
+                raise ConfigError(
+                    f"storage profile {name!r} in {path} names no bucket; list its input "
+                    "buckets in readBuckets and its output buckets in writeBuckets"
+                )
+        return cls(spec, restricted=restricted)
 
     @property
     def names(self) -> list[str]:
@@ -111,6 +160,18 @@ class StorageProfiles:
             raise InvalidOption(
                 f"unknown storage profile {key!r}; defined profiles: {', '.join(self.names)}"
             ) from None
+
+    def check_namespace(self, name: str | None, namespace: str | None) -> None:
+        """Raise `ProfileNotAllowed` unless jobs of `namespace` may use profile `name`."""
+        key = name or self.spec.default
+        allowed = self.profile(name).namespaces
+        if allowed and namespace not in allowed:
+            who = f"namespace {namespace!r}" if namespace else "a request that names no job"
+            raise ProfileNotAllowed(
+                f"storage profile {key!r} may be used by jobs in {', '.join(allowed)} only, "
+                f"not by {who}; use a profile that lists the namespace, or ask the platform "
+                "team to add it"
+            )
 
     def store(self, name: str | None = None, credentials: Credentials | None = None) -> S3Store:
         key = name or self.spec.default
@@ -127,6 +188,9 @@ class StorageProfiles:
                         secret_access_key=creds.secret_access_key if creds else None,
                         session_token=creds.session_token if creds else None,
                     ),
-                    allowed_buckets=p.allowed_buckets,
+                    allowed_buckets=p.readable,
+                    write_buckets=p.writable,
+                    restricted=self.restricted,
+                    profile=key,
                 )
             return self._stores[key]

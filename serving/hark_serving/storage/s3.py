@@ -107,10 +107,23 @@ class S3Store:
         settings: S3Settings | None = None,
         *,
         allowed_buckets: Sequence[str] = (),
+        write_buckets: Sequence[str] | None = None,
+        restricted: bool = False,
+        profile: str = "default",
         client: Any = None,
     ) -> None:
+        """`allowed_buckets` may be read (and written, unless `write_buckets` is given).
+
+        A bucket that may be written may be read too (the skip-if-current check
+        reads outputs). Without any bucket the store is open to every bucket
+        its credentials reach, unless `restricted`: then it is closed to all.
+        """
         self.settings = settings or S3Settings()
-        self.allowed_buckets = frozenset(allowed_buckets)
+        writable = allowed_buckets if write_buckets is None else write_buckets
+        self.write_buckets = frozenset(writable)
+        self.allowed_buckets = frozenset(allowed_buckets) | self.write_buckets
+        self.restricted = restricted or bool(self.allowed_buckets)
+        self.profile = profile
         self._client = client
 
     @property
@@ -137,10 +150,24 @@ class S3Store:
         return self._client
 
     def check_allowed(self, uri: S3Uri) -> None:
-        if self.allowed_buckets and uri.bucket not in self.allowed_buckets:
+        """Raise `BucketNotAllowed` unless the profile may read `uri`'s bucket."""
+        if self.restricted and uri.bucket not in self.allowed_buckets:
+            listed = ", ".join(sorted(self.allowed_buckets)) or "none"
             raise BucketNotAllowed(
-                f"bucket {uri.bucket!r} is not in this profile's allowed buckets "
-                f"({', '.join(sorted(self.allowed_buckets))})",
+                f"bucket {uri.bucket!r} is not in the allowed buckets of storage profile "
+                f"{self.profile!r} ({listed}); add it to the profile's readBuckets or "
+                "writeBuckets",
+                subject=str(uri),
+            )
+
+    def check_writable(self, uri: S3Uri) -> None:
+        """Raise `BucketNotAllowed` unless the profile may write into `uri`'s bucket."""
+        self.check_allowed(uri)
+        if self.restricted and uri.bucket not in self.write_buckets:
+            listed = ", ".join(sorted(self.write_buckets)) or "none"
+            raise BucketNotAllowed(
+                f"bucket {uri.bucket!r} is read-only in storage profile {self.profile!r} "
+                f"(its writeBuckets: {listed}); write the outputs to one of those",
                 subject=str(uri),
             )
 
@@ -210,7 +237,7 @@ class S3Store:
         metadata: dict[str, str] | None = None,
     ) -> None:
         """One PUT: the object appears whole or not at all."""
-        self.check_allowed(uri)
+        self.check_writable(uri)
         try:
             self.client.put_object(
                 Bucket=uri.bucket,
@@ -260,7 +287,7 @@ class S3Store:
             raise err from exc
 
     def delete(self, uri: S3Uri) -> None:
-        self.check_allowed(uri)
+        self.check_writable(uri)
         try:
             self.client.delete_object(Bucket=uri.bucket, Key=uri.key)
         except (ClientError, BotoCoreError) as exc:

@@ -8,7 +8,7 @@ everywhere and are read by one piece of code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +27,9 @@ class StorageSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HARK_", extra="forbid", validate_default=True, frozen=True
     )
+    # A process that serves other people's requests (the Serve app) opens the
+    # fallback profile to no bucket unless HARK_ALLOWED_BUCKETS names some.
+    restrict_buckets: ClassVar[bool] = False
 
     s3_endpoint_url: str | None = Field(
         None, description="S3 endpoint (MinIO, Ceph); AWS when unset."
@@ -55,4 +58,6 @@ class StorageSettings(BaseSettings):
             addressing_style=self.s3_addressing_style,
             allowed_buckets=tuple(self.allowed_buckets),
         )
-        return StorageProfiles.load(self.storage_profiles, fallback)
+        return StorageProfiles.load(
+            self.storage_profiles, fallback, restricted=self.restrict_buckets
+        )

@@ -176,10 +176,14 @@ storage:
   defaultProfile: archive
   profiles:
     archive:
+      readBuckets: [calls-in, models]
+      writeBuckets: [calls-out]
+      namespaces: [callcentre]
       credentials:
         existingSecret: team-s3
     minio:
       endpointUrl: http://minio:9000
+      allowedBuckets: [dropbox]
       credentials:
         accessKeyId: hark
         secretAccessKey: not-a-real-key
@@ -328,6 +332,53 @@ def test_the_cluster_wide_operator_may_not_do_anything_else(
     answer = cluster_wide.can_i(verb, resource.format(release=cluster_wide.name), namespace)
 
     assert answer == "no"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("get", "secrets/{release}-api-token"),
+        ("get", "secrets/{release}-s3-minio"),
+        ("list", "secrets"),
+        ("get", "configmaps/{release}-config"),
+        ("list", "pods"),
+        ("create", "pods"),
+        ("get", "rayservices.ray.io/{release}"),
+        ("list", "transcriptionjobs.hark.dev"),
+        ("create", "serviceaccounts/token"),
+    ],
+)
+def test_the_ray_worker_pods_may_do_nothing_on_the_api_server(
+    cluster_wide: Release, verb: str, resource: str
+) -> None:
+    # Replicas read their tokens and keys from mounted files; their identity needs no rights.
+    workers = Release(cluster_wide.env, cluster_wide.name, cluster_wide.namespace)
+    workers.sa = f"system:serviceaccount:{workers.namespace}:{workers.name}-ray"
+
+    answer = workers.can_i(verb, resource.format(release=workers.name), workers.namespace)
+
+    assert answer == "no"
+
+
+def test_the_release_holds_its_own_api_and_items_tokens(
+    test_env: Environment, cluster_wide: Release, chart: Path
+) -> None:
+    secret = test_env.kubectl(
+        "get", f"secret/{cluster_wide.name}-api-token", "-n", cluster_wide.namespace,
+        "-o", "jsonpath={.data}",
+    ).stdout  # fmt: skip
+    data = json.loads(secret)
+    assert set(data) == {"token", "itemsToken"} and data["token"] != data["itemsToken"]
+    # An upgrade keeps both (lookup of the Secret the install made).
+    test_env.helm(
+        "upgrade", cluster_wide.name, chart, "--namespace", cluster_wide.namespace,
+        "--reuse-values",
+    )  # fmt: skip
+    again = test_env.kubectl(
+        "get", f"secret/{cluster_wide.name}-api-token", "-n", cluster_wide.namespace,
+        "-o", "jsonpath={.data}",
+    ).stdout  # fmt: skip
+    assert json.loads(again) == data
 
 
 @pytest.fixture(scope="module")

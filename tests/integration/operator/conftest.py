@@ -191,8 +191,9 @@ def serve_url(ray_local: Any) -> Iterator[str]:
         serve.shutdown()
 
 
-def serve_profiles(test_env: Environment, tmp_path: Path) -> Path:
-    """The Serve app's storage profiles: MinIO, keys from files as mounted from a Secret."""
+def serve_profiles(test_env: Environment, tmp_path: Path, *buckets: str) -> Path:
+    """The Serve app's storage profiles: MinIO, keys from files as mounted from a Secret,
+    reading and writing `buckets` (the app refuses a profile that names none)."""
     creds = tmp_path / "creds"
     creds.mkdir(exist_ok=True)
     (creds / "AWS_ACCESS_KEY_ID").write_text(test_env.s3_access_key)
@@ -207,6 +208,7 @@ def serve_profiles(test_env: Environment, tmp_path: Path) -> Path:
                         "endpointUrl": test_env.s3_endpoint,
                         "region": test_env.s3_region,
                         "addressingStyle": "path",
+                        "writeBuckets": list(buckets),
                         "credentialsDir": str(creds),
                     }
                 },

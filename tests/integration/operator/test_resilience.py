@@ -91,7 +91,7 @@ def test_killed_operator_restarts_and_finishes_without_repeating_work(
     log = tmp_path / "operator.log"
     app = deploy(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
     )
     app.__enter__()
     first = start_operator(environ, log)

@@ -42,7 +42,7 @@ def test_a_batch_job_runs_on_the_serve_application(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    profiles = serve_profiles(test_env, tmp_path)
+    profiles = serve_profiles(test_env, tmp_path, bucket)
     upload(s3, bucket, {
         "in/a/speech_en.mp3": audio_dir / "speech_en.mp3",
         "in/one_sentence_16k.wav": audio_dir / "one_sentence_16k.wav",

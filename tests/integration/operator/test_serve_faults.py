@@ -119,7 +119,7 @@ def test_the_serve_app_down_mid_job_then_back_loses_and_repeats_nothing(
     create_secret(test_env, namespace)
     app = App(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
     )
     environ = operator_environ(test_env, namespace, tmp_path, serve_url, **DEFAULT_RETRY)
     app.up()
@@ -173,17 +173,17 @@ def test_a_wrong_operator_token_pauses_until_its_secret_is_fixed(
         "create", "secret", "generic", "serve-token", "-n", namespace,
         "--from-literal=token=not-the-token",
     )  # fmt: skip
-    profiles = serve_profiles(test_env, tmp_path)
+    profiles = serve_profiles(test_env, tmp_path, bucket)
     app = App(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(profiles), api_token="s3cret-token"),
+        app_args(tiny_model_dir, storage_profiles=str(profiles), items_token="s3cret-token"),
     )
     environ = operator_environ(
         test_env,
         namespace,
         tmp_path,
         serve_url,
-        HARK_API_TOKEN_SECRET="serve-token",
+        HARK_ITEMS_TOKEN_SECRET="serve-token",
         **DEFAULT_RETRY,
     )
     app.up()
@@ -243,7 +243,7 @@ def test_a_batch_job_in_which_every_file_fails_is_not_succeeded(
     create_secret(test_env, namespace)
     app = App(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
     )
     environ = operator_environ(test_env, namespace, tmp_path, serve_url)
     app.up()
@@ -280,7 +280,7 @@ def test_one_flight_per_output_whoever_sends_the_requests(
     body = {"input_uri": f"s3://{bucket}/in/long.wav", "output_uri": f"s3://{bucket}/out/long.wav"}
     app = App(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
     )
     app.up()
     try:
@@ -322,7 +322,7 @@ def test_an_input_re_uploaded_during_its_transcription_ends_with_its_new_content
     body = {"input_uri": f"s3://{bucket}/in/x.wav", "output_uri": f"s3://{bucket}/out/x.wav"}
     app = App(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
     )
     app.up()
     try:
@@ -368,7 +368,7 @@ def test_odd_keys_go_end_to_end_and_the_counts_add_up(
     create_secret(test_env, namespace)
     app = App(
         serve_url,
-        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path))),
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
     )
     environ = operator_environ(test_env, namespace, tmp_path, serve_url)
     app.up()

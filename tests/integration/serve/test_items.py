@@ -28,17 +28,31 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "items-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CLIENT_TOKEN = "client-test-token"
+CLIENT_AUTH = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def items_token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator's token as the chart mounts it: a file in a Secret volume."""
+    path = tmp_path_factory.mktemp("secrets") / "items-token"
+    path.write_text(TOKEN + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
 def buckets(s3: S3Client) -> Iterator[dict[str, str]]:
-    """Input and output buckets the app may use, and one it may not."""
+    """Input and output buckets the app may use, and one it may not; versioned, so every
+    write leaves a record."""
     names = {k: unique_name(f"hark-items-{k}", max_len=40) for k in ("inp", "out", "forbidden")}
     for name in names.values():
         s3.create_bucket(Bucket=name)
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     yield names
     for name in names.values():
         empty_bucket(s3, name)
+        for bucket, key, version in versions(s3, name):
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
         s3.delete_bucket(Bucket=name)
 
 
@@ -56,24 +70,32 @@ def profiles(
         "endpointUrl": test_env.s3_endpoint,
         "region": test_env.s3_region,
         "addressingStyle": "path",
-        "allowedBuckets": [buckets["inp"], buckets["out"]],
+        "readBuckets": [buckets["inp"]],
+        "writeBuckets": [buckets["out"]],
         "credentialsDir": str(creds),
     }
+    # The same store, for the jobs of one namespace only.
+    team = {**minio, "namespaces": ["team-a"]}
     # Nothing listens on port 9: every call fails as a down object store does.
     down = {**minio, "endpointUrl": "http://127.0.0.1:9"}
     path = d / "profiles.yaml"
     path.write_text(
-        yaml.safe_dump({"default": "minio", "profiles": {"minio": minio, "down": down}})
+        yaml.safe_dump(
+            {"default": "minio", "profiles": {"minio": minio, "down": down, "team": team}}
+        )
     )
     return path
 
 
 @pytest.fixture(scope="module")
-def url(serve_instance: str, tiny_model_dir: Path, profiles: Path) -> Iterator[str]:
+def url(
+    serve_instance: str, tiny_model_dir: Path, profiles: Path, items_token_file: Path
+) -> Iterator[str]:
     args = app_args(
         tiny_model_dir,
         storage_profiles=str(profiles),
-        api_token=TOKEN,
+        api_token=CLIENT_TOKEN,
+        items_token_file=str(items_token_file),
         item_attempts=2,
         item_backoff_seconds=0.1,
     )
@@ -186,6 +208,46 @@ def test_buckets_outside_the_allow_list_are_refused(
     assert ok.status_code == 200 and ok.json()["status"] == "succeeded"
 
 
+def versions(s3: S3Client, *bucket_names: str) -> list[tuple[str, str, str]]:
+    """Every version and delete marker in the buckets: what a write would change."""
+    found = []
+    for bucket in bucket_names:
+        page = s3.list_object_versions(Bucket=bucket)
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            found.append((bucket, v["Key"], v["VersionId"]))
+    return sorted(found)
+
+
+def test_a_write_into_a_read_only_bucket_is_refused_and_touches_nothing(
+    url: str, s3: S3Client, buckets: dict[str, str], audio_dir: Path
+) -> None:
+    inp, out = buckets["inp"], buckets["out"]
+    upload(s3, inp, "ro/a.wav", audio_dir / "one_sentence_16k.wav")
+    before = versions(s3, inp, out)
+    # An output beside the input: the input bucket is only readable.
+    r = item(url, {"input_uri": f"s3://{inp}/ro/a.wav", "output_uri": f"s3://{inp}/ro/a.wav"})
+    message = assert_error(r, 403, "bucket_not_allowed")["error"]["message"]
+    assert "read-only in storage profile 'minio'" in message and out in message
+    assert versions(s3, inp, out) == before
+
+
+def test_a_profile_used_from_a_namespace_it_does_not_list_is_refused_and_touches_nothing(
+    url: str, s3: S3Client, buckets: dict[str, str], audio_dir: Path
+) -> None:
+    inp, out = buckets["inp"], buckets["out"]
+    upload(s3, inp, "ns/a.wav", audio_dir / "one_sentence_16k.wav")
+    body = {"input_uri": f"s3://{inp}/ns/a.wav", "output_uri": f"s3://{out}/ns/a.wav",
+            "profile": "team", "attempt": 3}  # fmt: skip
+    before = versions(s3, inp, out)
+    for job in ("team-b/calls", None):
+        r = item(url, {**body, "job": job})
+        message = assert_error(r, 403, "profile_not_allowed")["error"]["message"]
+        assert "'team'" in message and "team-a" in message
+    assert versions(s3, inp, out) == before
+    ok = item(url, {**body, "job": "team-a/calls"})
+    assert ok.status_code == 200 and ok.json()["status"] == "succeeded", ok.text
+
+
 def test_a_missing_input_or_a_bad_uri_is_a_client_error(url: str, buckets: dict[str, str]) -> None:
     inp, out = buckets["inp"], buckets["out"]
     missing = {"input_uri": f"s3://{inp}/nope.wav", "output_uri": f"s3://{out}/nope.wav"}
@@ -212,6 +274,46 @@ def test_the_token_is_required_except_on_probes(url: str, buckets: dict[str, str
     assert_error(httpx.post(f"{url}/v1/items", json=body, headers=wrong), 401, "unauthorized")
     assert httpx.get(f"{url}/healthz").status_code == 200
     assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def test_the_client_token_is_forbidden_on_items_and_the_items_token_on_uploads(
+    url: str, s3: S3Client, buckets: dict[str, str], audio_dir: Path
+) -> None:
+    inp, out = buckets["inp"], buckets["out"]
+    upload(s3, inp, "auth/a.wav", audio_dir / "one_sentence_16k.wav")
+    body = {"input_uri": f"s3://{inp}/auth/a.wav", "output_uri": f"s3://{out}/auth/a.wav"}
+    r = httpx.post(f"{url}/v1/items", json=body, headers=CLIENT_AUTH, timeout=60)
+    assert "HARK_ITEMS_TOKEN" in assert_error(r, 403, "forbidden")["error"]["message"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=out, Prefix="auth/")
+    wav = (audio_dir / "one_sentence_16k.wav").read_bytes()
+    r = httpx.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}, headers=AUTH)
+    assert_error(r, 403, "forbidden")
+    r = httpx.post(
+        f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}, headers=CLIENT_AUTH, timeout=120
+    )
+    assert r.status_code == 200, r.text
+    assert item(url, body).json()["status"] == "succeeded"
+
+
+def test_a_rotated_items_token_is_picked_up_without_a_restart(
+    url: str, buckets: dict[str, str], items_token_file: Path
+) -> None:
+    body = {
+        "input_uri": f"s3://{buckets['inp']}/nope.wav",
+        "output_uri": f"s3://{buckets['out']}/n",
+    }
+    # As the kubelet rotates a Secret volume: a new file moved over the old one.
+    fresh = items_token_file.with_name("items-token.new")
+    fresh.write_text("rotated-items-token")
+    fresh.replace(items_token_file)
+    try:
+        assert_error(item(url, body), 401, "unauthorized")  # the old token is gone
+        rotated = {"Authorization": "Bearer rotated-items-token"}
+        r = httpx.post(f"{url}/v1/items", json=body, headers=rotated, timeout=60)
+        assert_error(r, 404, "not_found")  # past auth, to the (missing) object
+    finally:
+        items_token_file.write_text(TOKEN)
+    assert_error(item(url, body), 404, "not_found")
 
 
 def _worker_replicas() -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +145,12 @@ def render(
     args: list[str | Path] = ["template", release, chart, "--namespace", namespace]
     for path in values_files:
         args += ["--values", path]
-    if values:
-        target = (tmp or chart.parent) / f"override-{abs(hash(yaml.safe_dump(values)))}.yaml"
-        target.write_text(yaml.safe_dump(dict(values)))
-        args += ["--values", target]
-    text = helm.run(*args).stdout
+    with tempfile.TemporaryDirectory() as scratch:  # never beside the checkout's chart
+        if values:
+            target = (tmp or Path(scratch)) / f"override-{abs(hash(yaml.safe_dump(values)))}.yaml"
+            target.write_text(yaml.safe_dump(dict(values)))
+            args += ["--values", target]
+        text = helm.run(*args).stdout
     docs = [d for d in yaml.safe_load_all(text) if d]
     return Rendered(text, docs)
 

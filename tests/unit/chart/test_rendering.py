@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from .helpers import CHART, REPO, VALUES_FILES, Helm, Rendered, env_of, render
+from .helpers import CHART, REPO, VALUES_FILES, Helm, Rendered, env_of, render, render_fails
 
 RBAC_KINDS = ("Role", "ClusterRole")
 
@@ -87,7 +88,12 @@ def test_each_template_makes_one_kind_of_resource(helm: Helm, chart: Path, tmp_p
         "operator": {"watchNamespaces": ["a", "b"]},
         "auth": {"enabled": True},
         "storage": {
-            "profiles": {"x": {"credentials": {"accessKeyId": "k", "secretAccessKey": "s"}}},
+            "profiles": {
+                "x": {
+                    "readBuckets": ["calls-in"],
+                    "credentials": {"accessKeyId": "k", "secretAccessKey": "s"},
+                }
+            },
             "defaultProfile": "x",
         },
         "serve": {"ingressResource": {"enabled": True}},
@@ -181,9 +187,12 @@ def test_the_operator_may_read_exactly_the_secrets_of_the_storage_profiles(
     helm: Helm, chart: Path, tmp_path: Path
 ) -> None:
     profiles = {
-        "aws": {"credentials": {"existingSecret": "team-s3"}},
-        "minio": {"credentials": {"accessKeyId": "k", "secretAccessKey": "s"}},
-        "irsa": {},
+        "aws": {"readBuckets": ["calls-in"], "credentials": {"existingSecret": "team-s3"}},
+        "minio": {
+            "writeBuckets": ["calls-out"],
+            "credentials": {"accessKeyId": "k", "secretAccessKey": "s"},
+        },
+        "irsa": {"allowedBuckets": ["calls-both"]},
     }
     rendered = render(
         helm,
@@ -197,7 +206,10 @@ def test_the_operator_may_read_exactly_the_secrets_of_the_storage_profiles(
         ("", "secrets", "get", "team-s3"),
         ("", "secrets", "get", "hark-s3-minio"),
     }
-    assert [s["metadata"]["name"] for s in rendered.all("Secret")] == ["hark-s3-minio"]
+    assert [s["metadata"]["name"] for s in rendered.all("Secret")] == [
+        "hark-api-token",  # mounted into pods, never read through the API
+        "hark-s3-minio",
+    ]
 
 
 def test_without_profile_secrets_no_rule_mentions_secrets(defaults: Rendered) -> None:
@@ -310,25 +322,79 @@ def test_image_tags_default_to_the_app_version_and_digests_pin_them(
     assert pinned.operator_container()["image"] == f"ghcr.io/hark-dev/hark-operator:0.1.0@{digest}"
 
 
-def test_the_api_token_reaches_the_operator_and_every_ray_container_from_a_secret(
+def test_auth_is_on_by_default_with_one_token_per_identity_read_from_files(
+    defaults: Rendered,
+) -> None:
+    secret = defaults.one("Secret", "hark-api-token")
+    assert set(secret["data"]) == {"token", "itemsToken"}
+    assert secret["data"]["token"] != secret["data"]["itemsToken"]
+    for container in (defaults.head_container(), defaults.worker_container()):
+        env = env_of(container)
+        assert env["HARK_API_TOKEN_FILE"] == "/etc/hark/auth/token"
+        assert env["HARK_ITEMS_TOKEN_FILE"] == "/etc/hark/auth/itemsToken"
+        assert "HARK_API_TOKEN" not in env and "HARK_ITEMS_TOKEN" not in env
+        assert {"name": "auth", "mountPath": "/etc/hark/auth", "readOnly": True} in container[
+            "volumeMounts"
+        ]
+    operator = defaults.operator_container()
+    # The operator holds only its own token: no client token, no way to call the client routes.
+    assert env_of(operator)["HARK_ITEMS_TOKEN_FILE"] == "/etc/hark/auth/itemsToken"
+    assert "HARK_API_TOKEN_FILE" not in env_of(operator)
+    (auth,) = [v for v in defaults.one("Deployment")["spec"]["template"]["spec"]["volumes"]
+               if v["name"] == "auth"]  # fmt: skip
+    assert auth["secret"]["secretName"] == "hark-api-token"
+    assert auth["secret"]["items"] == [{"key": "itemsToken", "path": "itemsToken"}]
+
+
+def test_given_tokens_or_an_existing_secret_replace_the_generated_ones(
     helm: Helm, chart: Path, tmp_path: Path
 ) -> None:
-    made = render(helm, chart, values={"auth": {"enabled": True, "token": "t0k"}}, tmp=tmp_path)
+    made = render(
+        helm, chart, values={"auth": {"token": "t0k", "itemsToken": "1t3m"}}, tmp=tmp_path
+    )
+    assert made.one("Secret", "hark-api-token")["data"] == {
+        "token": "dDBr",
+        "itemsToken": "MXQzbQ==",
+    }
     existing = render(
         helm,
         chart,
-        values={"auth": {"enabled": True, "existingSecret": "api", "secretKey": "bearer"}},
+        values={"auth": {"existingSecret": "api", "secretKey": "bearer", "itemsSecretKey": "op"}},
         tmp=tmp_path,
     )
+    assert "hark-api-token" not in [s["metadata"]["name"] for s in existing.all("Secret")]
+    assert env_of(existing.worker_container())["HARK_ITEMS_TOKEN_FILE"] == "/etc/hark/auth/op"
+    assert env_of(existing.head_container())["HARK_API_TOKEN_FILE"] == "/etc/hark/auth/bearer"
+    head_volumes = defaults_volumes(existing)
+    assert head_volumes["auth"]["secret"]["secretName"] == "api"
 
-    ref = {"secretKeyRef": {"name": "hark-api-token", "key": "token"}}
-    for container in (made.operator_container(), made.head_container(), made.worker_container()):
-        assert env_of(container)["HARK_API_TOKEN"] == ref
-    assert made.one("Secret", "hark-api-token")["data"] == {"token": "dDBr"}
-    assert "Secret" not in existing.kinds()
-    assert env_of(existing.worker_container())["HARK_API_TOKEN"] == {
-        "secretKeyRef": {"name": "api", "key": "bearer"}
-    }
+
+def defaults_volumes(rendered: Rendered) -> dict[str, Any]:
+    spec = rendered.rayservice()["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    return {v["name"]: v for v in spec["volumes"]}
+
+
+def test_ray_pods_outlive_the_worker_drain_and_spool_to_a_sized_volume(defaults: Rendered) -> None:
+    cluster = defaults.rayservice()["spec"]["rayClusterConfig"]
+    specs = [
+        cluster["headGroupSpec"]["template"]["spec"],
+        defaults.worker_group()["template"]["spec"],
+    ]
+    for spec in specs:
+        assert spec["terminationGracePeriodSeconds"] >= 600
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["spool"]["emptyDir"] == {"sizeLimit": "16Gi"}
+        (container,) = spec["containers"]
+        assert env_of(container)["HARK_UPLOAD_DIR"] == "/var/lib/hark/spool"
+        assert container["resources"]["limits"]["ephemeral-storage"] == "24Gi"
+        assert {"name": "spool", "mountPath": "/var/lib/hark/spool"} in container["volumeMounts"]
+
+
+def test_a_grace_period_shorter_than_the_drain_is_refused(
+    helm: Helm, chart: Path, tmp_path: Path
+) -> None:
+    error = render_fails(helm, chart, {"ray": {"terminationGracePeriodSeconds": 30}}, tmp_path)
+    assert "terminationGracePeriodSeconds" in error
 
 
 def test_without_peering_the_operator_runs_standalone_and_is_never_doubled(
@@ -424,12 +490,15 @@ def test_a_cpu_only_pool_asks_for_no_gpu(helm: Helm, chart: Path) -> None:
 
 
 def test_ray_containers_get_only_settings_the_serve_app_reads(defaults: Rendered) -> None:
+    from hark_serving.serve.proxy_guard import PROXY_CALLBACK_ENV
     from hark_serving.serve.settings import ServeSettings
 
     fields = {f"HARK_{name.upper()}" for name in ServeSettings.model_fields}
     for container in (defaults.head_container(), defaults.worker_container()):
         env = env_of(container)
-        assert set(env) - {"HARK_LOG_LEVEL", "HARK_LOG_FORMAT"} <= fields
+        assert set(env) - {"HARK_LOG_LEVEL", "HARK_LOG_FORMAT", PROXY_CALLBACK_ENV} <= fields
+        # Serve's proxy loads Hark's admission control from this import path.
+        assert env[PROXY_CALLBACK_ENV] == "hark_serving.serve.proxy_guard.middlewares"
         assert env["HARK_MODEL"] == "iic/SenseVoiceSmall"
         assert env["HARK_MODEL_CACHE"] == "/var/cache/hark/models"
         assert env["HARK_STORAGE_PROFILES"] == "/etc/hark/config/storage-profiles.yaml"
@@ -479,11 +548,17 @@ def test_the_storage_profiles_file_loads_and_its_secrets_are_mounted_where_it_sa
     assert spec.profiles["minio"].endpoint_url == "http://minio.storage.svc:9000"
 
 
-def test_with_no_profiles_there_is_one_default_profile_on_aws(defaults: Rendered) -> None:
-    assert defaults.profiles_file() == {
-        "default": "default",
-        "profiles": {"default": {"addressingStyle": "auto"}},
-    }
+def test_with_no_profiles_the_serve_app_reaches_no_bucket(defaults: Rendered) -> None:
+    from hark_serving.errors import BucketNotAllowed
+    from hark_serving.serve.settings import ServeSettings
+    from hark_serving.storage.uris import S3Uri
+
+    assert defaults.profiles_file() == {"default": "default", "profiles": {}}
+    path = Path(tempfile.mkdtemp()) / "profiles.yaml"
+    path.write_text(yaml.safe_dump(defaults.profiles_file()))
+    store = ServeSettings(storage_profiles=path).profiles().store(None)
+    with pytest.raises(BucketNotAllowed):
+        store.check_allowed(S3Uri("any-bucket", "a.wav"))
 
 
 def test_the_http_service_selects_serve_ready_ray_pods_of_this_release(defaults: Rendered) -> None:
@@ -526,7 +601,7 @@ def test_long_release_names_are_cut_to_what_kubernetes_and_kuberay_accept(
 # -- optional resources ---------------------------------------------------------------
 
 
-def test_optional_resources_are_off_by_default(defaults: Rendered) -> None:
+def test_optional_resources_are_off_by_default_and_security_is_on(defaults: Rendered) -> None:
     assert sorted(defaults.kinds()) == sorted(
         [
             "ClusterKopfPeering",
@@ -534,15 +609,79 @@ def test_optional_resources_are_off_by_default(defaults: Rendered) -> None:
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
+            "NetworkPolicy",
+            "NetworkPolicy",
             "Pod",  # the `helm test` hook: created only by `helm test`
             "RayService",
             "Role",
             "RoleBinding",
+            "Secret",
             "Service",
             "ServiceAccount",
             "ServiceAccount",
         ]
     )
+
+
+def test_by_default_the_network_policies_admit_only_what_each_port_needs(
+    defaults: Rendered,
+) -> None:
+    policy = defaults.one("NetworkPolicy", "hark-ray")
+    ray_pods = {"podSelector": policy["spec"]["podSelector"]}
+    operator_peer = {
+        "podSelector": {
+            "matchLabels": defaults.one("Deployment")["spec"]["selector"]["matchLabels"]
+        }
+    }
+    rules = policy["spec"]["ingress"]
+    by_port = {rule["ports"][0]["port"]: rule["from"] for rule in rules if "ports" in rule}
+    everything_from = [rule["from"] for rule in rules if "ports" not in rule]
+    # GCS (6379), client (10001) and every other Ray port: Ray pods only.
+    assert everything_from == [[ray_pods]]
+    assert all("from" in rule and rule["from"] for rule in rules)  # no rule open to all
+    assert set(by_port) == {8000, 8265, 8080}
+    kuberay = [p for p in by_port[8265] if "kuberay-operator" in str(p)]
+    assert by_port[8265] == [operator_peer, *kuberay]
+    helm_test = {"podSelector": {"matchLabels": defaults.one("Pod")["metadata"]["labels"]}}
+    helm_test["podSelector"]["matchLabels"] = {
+        k: v
+        for k, v in helm_test["podSelector"]["matchLabels"].items()
+        if k
+        in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
+    }
+    # No other client until configured; the `helm test` pod may ask /healthz.
+    assert by_port[8000] == [operator_peer, helm_test, *kuberay]
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert by_port[8080] == [monitoring]
+    operator_policy = defaults.one("NetworkPolicy", "hark-operator")
+    assert [r["from"] for r in operator_policy["spec"]["ingress"]] == [[monitoring]]
+
+
+def test_the_example_ingress_exposes_only_the_transcription_routes(
+    helm: Helm, chart: Path, tmp_path: Path
+) -> None:
+    rendered = render(
+        helm, chart, values={"serve": {"ingressResource": {"enabled": True}}}, tmp=tmp_path
+    )
+    (rule,) = rendered.one("Ingress")["spec"]["rules"]
+    paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+    assert paths == {
+        ("/v1/transcribe", "Exact"),
+        ("/v1/audio/transcriptions", "Exact"),
+        ("/healthz", "Exact"),
+    }
+
+
+@pytest.mark.parametrize("path", ["/", "/v1", "/v1/items", "/metrics"])
+def test_an_ingress_path_that_would_publish_items_or_metrics_is_refused(
+    helm: Helm, chart: Path, tmp_path: Path, path: str
+) -> None:
+    hosts = [{"host": "h.example.com", "paths": [{"path": path, "pathType": "Prefix"}]}]
+    values = {"serve": {"ingressResource": {"enabled": True, "hosts": hosts}}}
+    error = render_fails(helm, chart, values, tmp_path)
+    assert f'the path "{path}" would make /v1/items or /metrics public' in error
 
 
 def test_the_monitors_scrape_ports_the_pods_have(helm: Helm, chart: Path) -> None:

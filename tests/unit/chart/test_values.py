@@ -175,6 +175,16 @@ def test_the_example_values_files_satisfy_the_schema(values_file: Path) -> None:
             id="credentials-in-the-wrong-place",
         ),
         pytest.param(
+            {"storage": {"profiles": {"open": {"endpointUrl": "http://minio:9000"}}}},
+            "/storage/profiles/open",
+            id="profile-without-buckets",
+        ),
+        pytest.param(
+            {"storage": {"profiles": {"open": {"readBuckets": []}}}},
+            "/storage/profiles/open",
+            id="empty-allow-list",
+        ),
+        pytest.param(
             {"serve": {"args": {"transcriber_min_replicas": 3}}},
             "additional properties 'transcriber_min_replicas'",
             id="arg-the-chart-sets-itself",
@@ -228,12 +238,21 @@ def test_helm_refuses_nonsense_values_naming_the_value(
             id="worker-floor-above-ceiling",
         ),
         pytest.param(
-            {"storage": {"defaultProfile": "aws", "profiles": {"minio": {}}}},
+            {"storage": {"defaultProfile": "aws", "profiles": {"minio": {"readBuckets": ["a-b"]}}}},
             'storage.defaultProfile "aws" is not among storage.profiles (minio)',
             id="unknown-default-profile",
         ),
         pytest.param(
-            {"storage": {"profiles": {"default": {"credentials": {"accessKeyId": "AKIA"}}}}},
+            {
+                "storage": {
+                    "profiles": {
+                        "default": {
+                            "readBuckets": ["a-b"],
+                            "credentials": {"accessKeyId": "AKIA"},
+                        }
+                    }
+                }
+            },
             "storage.profiles.default.credentials: set both accessKeyId and secretAccessKey",
             id="half-a-key-pair",
         ),

@@ -136,3 +136,34 @@ def test_memory_stays_bounded_on_long_files(tmp_path: Path) -> None:
         spill = list(tmp_path.glob("hark-audio-*"))
         assert len(spill) == 1
     assert not list(tmp_path.glob("hark-audio-*")), "spill files are removed on close"
+
+
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        (
+            "list.m3u8",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{url}/a.ts\n#EXT-X-ENDLIST\n",
+        ),
+        ("list.ffconcat", "ffconcat version 1.0\nfile '{url}/a.wav'\n"),
+        ("local.ffconcat", "ffconcat version 1.0\nfile '/etc/hostname'\n"),
+    ],
+)
+def test_playlists_and_concat_lists_are_refused_without_opening_what_they_name(
+    tmp_path: Path, name: str, body: str
+) -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        path = tmp_path / name
+        path.write_text(body.format(url=url))
+        with pytest.raises(InputError) as info:
+            decode_audio(path)
+        assert info.value.code == "unsupported_format"
+        assert "playlists" in str(info.value) and name in str(info.value)
+        with pytest.raises(TimeoutError):  # nobody came to fetch the URL
+            server.accept()

@@ -36,6 +36,7 @@ def test_storage_profiles_come_from_the_yaml_file(tmp_path: Path) -> None:
     path.write_text(
         "default: minio\nprofiles:\n  minio:\n    endpointUrl: http://minio:9000\n"
         f"    allowedBuckets: [in, out]\n    credentialsDir: {creds}\n  aws:\n    region: eu-west-1\n"
+        "    readBuckets: [archive]\n"
     )
     profiles = load_settings(storage_profiles=path).profiles()
     assert profiles.names == ["aws", "minio"]

@@ -49,3 +49,31 @@ def test_the_cache_lock_excludes_another_process(tmp_path: Path) -> None:
             proc.communicate(timeout=3)  # still waiting: we hold the lock
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out == "got it\n"
+
+
+def test_a_cached_hub_copy_is_checked_against_the_digests_of_its_download(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "hub" / "ms" / "models" / "iic--SenseVoiceSmall" / "snapshots" / "master"
+    shutil.copytree(tiny_model_dir, snapshot)
+    resolve_model("iic/SenseVoiceSmall", tmp_path)  # first use records the digests
+    assert (snapshot / ".hark-manifest.json").is_file()
+    resolve_model("iic/SenseVoiceSmall", tmp_path)  # unchanged: accepted
+    with (snapshot / "model.pt").open("r+b") as f:  # a flipped byte, as a bad disk or a hand
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+    with pytest.raises(ModelError, match=r"cached model\.pt .* differs .* delete"):
+        resolve_model("iic/SenseVoiceSmall", tmp_path)
+    (snapshot / "model.pt").unlink()
+    with pytest.raises(ModelError, match=r"cached model\.pt .* is missing"):
+        resolve_model("iic/SenseVoiceSmall", tmp_path)
+
+
+def test_a_revision_is_named_after_the_hub_id() -> None:
+    from hark_serving.engine.model_source import split_revision
+
+    assert split_revision("iic/SenseVoiceSmall@v2.0.4") == ("iic/SenseVoiceSmall", "v2.0.4")
+    assert split_revision("iic/SenseVoiceSmall") == ("iic/SenseVoiceSmall", None)
+    with pytest.raises(ModelError, match="name a revision after '@'"):
+        split_revision("iic/SenseVoiceSmall@")

@@ -266,7 +266,7 @@ class FakeStores:
         self.forgotten = 0
         self._pool = ThreadPoolExecutor(max_workers=2)
 
-    async def store(self, profile: str | None) -> FakeStore:
+    async def store(self, profile: str | None, namespace: str | None = None) -> FakeStore:
         from hark_operator.errors import JobConfigError
 
         if profile == "missing":

@@ -97,6 +97,24 @@ def test_a_broken_profile_is_a_job_configuration_error(secrets: Secrets, words: 
     stores.close()
 
 
+def test_a_profile_is_refused_to_a_namespace_it_does_not_list_before_any_secret_is_read() -> None:
+    secrets = Secrets({"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"})
+    limited = StorageProfile(
+        credentialsSecret="s3-keys", readBuckets=("in-b",), namespaces=("callcentre",)
+    )
+    stores = Stores(
+        StorageProfiles(ProfilesFile(default="calls", profiles={"calls": limited})),
+        secrets=secrets,
+        namespace="hark-system",
+    )
+    with pytest.raises(JobConfigError, match="'calls' may be used by jobs in callcentre only"):
+        asyncio.run(stores.store(None, "marketing"))
+    assert secrets.reads == 0
+    asyncio.run(stores.store("calls", "callcentre"))
+    assert secrets.reads == 1
+    stores.close()
+
+
 def failed(code: str) -> ItemResult:
     return ItemResult(status="failed", input_uri="s3://in-b/a.mp3", output_uri="s3://out-b/a.mp3.json",
                       error=ItemError(code=code, message="it broke"), retryable=True)  # fmt: skip
