@@ -31,6 +31,7 @@ from hark_serving.errors import EmptyFile, HarkError, InputError, TooLarge
 from hark_serving.options import TranscribeOptions
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve import openai_compat
+from hark_serving.serve.console import install_console
 from hark_serving.serve.context import request_id
 from hark_serving.serve.edge import EdgeMiddleware, error_headers, error_response, route_label
 from hark_serving.serve.errors import (
@@ -217,4 +218,5 @@ def build_api(backend: Backend, settings: ServeSettings, metrics: Metrics | None
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics)
+    install_console(app, settings)  # after the edge: its page is public, its routes are not
     return app

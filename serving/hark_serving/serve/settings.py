@@ -74,6 +74,13 @@ class ServeSettings(Settings):
     # Worker CPU work (decode + VAD) runs on this many threads per Worker replica.
     worker_threads: int = Field(2, ge=1, le=64, description="Decode/VAD threads per Worker.")
 
+    # The web console's jobs view: read-only, and off unless namespaces are named.
+    console_jobs_namespaces: str = Field(
+        "",
+        description="Namespaces whose TranscriptionJobs the console lists (comma-separated, "
+        "`*` for all); empty: no jobs view. Needs get/list on transcriptionjobs there.",
+    )
+
     # Deployments
     ingress_min_replicas: int = Field(1, ge=1)
     ingress_max_replicas: int = Field(2, ge=1)
