@@ -80,7 +80,7 @@ const STRINGS = {
     "jobs.age": "Age",
     "jobs.report": "QA report",
     "jobs.none": "No TranscriptionJobs in {ns}.",
-    "jobs.loaded": "{n} jobs in {ns}.",
+    "jobs.loaded": "Jobs in {ns}: {n}.",
     "jobs.failures": "Recent failures ({n})",
     "jobs.copy": "Copy",
     "auth.title": "API token",
