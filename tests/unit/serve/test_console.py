@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from fastapi.testclient import TestClient
 
+import hark_serving
 from hark_serving.serve.api import build_api
 from hark_serving.serve.console.jobs import job_row, parse_namespaces, report_uri, sort_rows
 from hark_serving.serve.console.routes import CSP, load_assets
@@ -167,12 +171,6 @@ def test_rows_are_newest_first() -> None:
 
 def test_every_console_file_is_in_the_package_data() -> None:
     """A built wheel carries the page: each file under static/ matches a package-data glob."""
-    import fnmatch
-    import tomllib
-    from pathlib import Path
-
-    import hark_serving
-
     root = Path(hark_serving.__file__).parent
     repo = root.parents[1]
     globs = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"][
