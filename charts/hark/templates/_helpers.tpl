@@ -261,6 +261,10 @@ serving/hark_serving/config.py, reads them in every replica).
       name: {{ include "hark.authSecretName" . }}
       key: {{ .Values.auth.secretKey }}
 {{- end }}
+{{- if .Values.console.jobs.enabled }}
+- name: HARK_CONSOLE_JOBS_NAMESPACES
+  value: {{ include "hark.consoleJobsNamespaces" . | default "*" | quote }}
+{{- end }}
 {{- with .Values.serve.extraEnv }}
 {{ toYaml . }}
 {{- end }}
