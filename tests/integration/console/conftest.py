@@ -22,15 +22,18 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.env.environment import Environment
 from tests.env.kube import apply_yaml, unique_name
 
 REPO = Path(__file__).resolve().parents[3]
-CRDS = REPO / "charts" / "hark" / "crds"
+CHART = REPO / "charts" / "hark"
+CRDS = CHART / "crds"
 ARTIFACTS = REPO / "test-artifacts" / "console"
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "console-test-token"
+MAX_UPLOAD_BYTES = 4_000_000
 
 
 @dataclass
@@ -70,20 +73,62 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     )
 
 
+@dataclass
+class JobsAccess:
+    namespace: str
+    service_account: str  # namespace:name
+    kubeconfig: Path
+
+
 @pytest.fixture(scope="session")
-def jobs_namespace(test_env: Environment) -> str:
+def jobs_access(test_env: Environment, tmp_path_factory: pytest.TempPathFactory) -> JobsAccess:
+    """A namespace with the chart's console-jobs RBAC, and a kubeconfig holding nothing but
+    the token of the head pod's ServiceAccount: the jobs view reads with what the chart
+    grants, not with the admin's credentials."""
     apply_yaml(test_env, CRDS)
     test_env.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", CRDS)
-    name = unique_name("console-jobs")
-    test_env.kubectl("create", "namespace", name)
-    return name
+    ns = unique_name("console-jobs")
+    test_env.kubectl("create", "namespace", ns)
+    rendered = test_env.helm(
+        "template", "hark", CHART, "--namespace", ns,
+        "--set", "console.jobs.enabled=true", "--set", f"console.jobs.namespaces={{{ns}}}",
+        "--show-only", "templates/ray-head-serviceaccount.yaml",
+        "--show-only", "templates/ray-serviceaccount.yaml",
+        "--show-only", "templates/console-jobs-role.yaml",
+        "--show-only", "templates/console-jobs-rolebinding.yaml",
+    ).stdout  # fmt: skip
+    apply_yaml(test_env, rendered, namespace=ns)
+    account = "hark-ray-head"
+    token = test_env.kubectl("create", "token", account, "-n", ns).stdout.strip()
+    kubeconfig = tmp_path_factory.mktemp("console-kube") / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "test",
+                        "cluster": {
+                            "server": test_env.api_url,
+                            "certificate-authority": str(test_env.ca_file),
+                        },
+                    }
+                ],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": "ray", "context": {"cluster": "test", "user": account}}],
+                "current-context": "ray",
+            }
+        )
+    )
+    return JobsAccess(ns, f"{ns}:{account}", kubeconfig)
 
 
 @pytest.fixture(scope="session")
 def hark_server(
     test_env: Environment,
     tiny_model_dir: Path,
-    jobs_namespace: str,
+    jobs_access: JobsAccess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     """`hark serve` as a user runs it, with a token and the jobs view on one namespace."""
@@ -95,8 +140,10 @@ def hark_server(
     env.update(
         {
             "HARK_API_TOKEN": TOKEN,
-            "HARK_CONSOLE_JOBS_NAMESPACES": jobs_namespace,
-            "KUBECONFIG": str(test_env.kubeconfig),
+            # Small, so a test can go over it with a fixture file.
+            "HARK_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+            "HARK_CONSOLE_JOBS_NAMESPACES": jobs_access.namespace,
+            "KUBECONFIG": str(jobs_access.kubeconfig),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
     )
@@ -110,7 +157,7 @@ def hark_server(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, log)
-        yield Server(url, TOKEN, jobs_namespace, log)
+        yield Server(url, TOKEN, jobs_access.namespace, log)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

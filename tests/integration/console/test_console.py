@@ -11,7 +11,7 @@ import pytest
 
 from tests.env.environment import Environment
 
-from .conftest import Server
+from .conftest import MAX_UPLOAD_BYTES, JobsAccess, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -174,6 +174,22 @@ def test_a_file_that_is_not_audio_shows_the_api_message(
     tab.finish(allowed_statuses=(415,))
 
 
+def test_a_file_over_the_upload_limit_shows_the_api_message(
+    open_page: Any, hark_server: Server, audio_dir: Path
+) -> None:
+    big = audio_dir / "speech_en_44k_stereo.wav"
+    assert big.stat().st_size > MAX_UPLOAD_BYTES
+    api = api_transcribe(hark_server, big)
+    assert api.status_code == 413
+    message = api.json()["error"]["message"]
+    tab = open_page()
+    received = transcribe_in_page(tab, big)
+    assert received.status == 413
+    tab.page.wait_for_selector("#queue .state-error")
+    assert tab.page.text_content("#queue .state-error .status") == message
+    tab.finish(allowed_statuses=(413,))
+
+
 def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(
     open_page: Any, hark_server: Server
 ) -> None:
@@ -288,3 +304,23 @@ def test_the_jobs_view_lists_a_job_and_its_progress(
     wait_until(page, f"document.querySelector(\"{selector} .phase\").textContent === 'Succeeded'")
     assert page.text_content(f"{selector} .count").strip() == "9/10"
     tab.finish()
+
+
+def test_the_jobs_view_holds_read_access_to_jobs_and_nothing_more(
+    test_env: Environment, jobs_access: JobsAccess
+) -> None:
+    """The token the server lists with (the chart's console-jobs RBAC) may read jobs only."""
+    who = f"--as=system:serviceaccount:{jobs_access.service_account}"
+
+    def can_i(*what: str, namespace: str = jobs_access.namespace) -> str:
+        out = test_env.kubectl("auth", "can-i", *what, "-n", namespace, who, check=False)
+        return out.stdout.strip()
+
+    for verb in ("get", "list", "watch"):
+        assert can_i(verb, "transcriptionjobs.hark.dev") == "yes", verb
+    for verb in ("create", "patch", "update", "delete"):
+        assert can_i(verb, "transcriptionjobs.hark.dev") == "no", verb
+    assert can_i("patch", "transcriptionjobs.hark.dev", "--subresource=status") == "no"
+    assert can_i("get", "secrets") == "no"
+    assert can_i("list", "pods") == "no"
+    assert can_i("list", "transcriptionjobs.hark.dev", namespace="default") == "no"
