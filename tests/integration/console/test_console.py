@@ -324,3 +324,19 @@ def test_the_jobs_view_holds_read_access_to_jobs_and_nothing_more(
     assert can_i("get", "secrets") == "no"
     assert can_i("list", "pods") == "no"
     assert can_i("list", "transcriptionjobs.hark.dev", namespace="default") == "no"
+
+
+def test_controls_are_labelled_and_the_keyboard_reaches_the_file_picker(open_page: Any) -> None:
+    tab = open_page()
+    page = tab.page
+    unlabelled = page.eval_on_selector_all(
+        "input, select, button, audio",
+        """els => els.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                                  && !e.textContent.trim()).map(e => e.id || e.outerHTML)""",
+    )
+    assert unlabelled == []
+    page.focus("#drop")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
+    tab.finish()

@@ -179,7 +179,9 @@ async function toggleRecording() {
 export function initTranscribe() {
   const drop = $("drop");
   const input = $("files");
-  drop.addEventListener("click", () => input.click());
+  // The input sits inside the drop zone: its own click bubbles here and must not open a
+  // second picker.
+  drop.addEventListener("click", (event) => event.target !== input && input.click());
   drop.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") {
       event.preventDefault();
