@@ -279,6 +279,10 @@ serving/hark_serving/config.py, reads them in every replica).
 {{- /* Admission control inside Serve's HTTP proxy, which buffers request bodies. */}}
 - name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
   value: hark_serving.serve.proxy_guard.middlewares
+{{- if .Values.console.jobs.enabled }}
+- name: HARK_CONSOLE_JOBS_NAMESPACES
+  value: {{ include "hark.consoleJobsNamespaces" . | default "*" | quote }}
+{{- end }}
 {{- with .Values.serve.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -39,6 +39,7 @@ from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve import openai_compat
 from hark_serving.serve.admission import Admission
 from hark_serving.serve.auth import tokens_from
+from hark_serving.serve.console import install_console
 from hark_serving.serve.context import request_id
 from hark_serving.serve.edge import EdgeMiddleware, error_headers, error_response, route_label
 from hark_serving.serve.errors import (
@@ -262,4 +263,5 @@ def build_api(
     app.add_middleware(
         EdgeMiddleware, settings=settings, metrics=metrics, tokens=tokens_from(settings)
     )
+    install_console(app, settings)  # after the edge: its page is public, its routes are not
     return app

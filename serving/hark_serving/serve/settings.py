@@ -132,6 +132,13 @@ class ServeSettings(Settings):
         "its requests (each up to max_segment_seconds of samples in shared memory).",
     )
 
+    # The web console's jobs view: read-only, and off unless namespaces are named.
+    console_jobs_namespaces: str = Field(
+        "",
+        description="Namespaces whose TranscriptionJobs the console lists (comma-separated, "
+        "`*` for all); empty: no jobs view. Needs get/list on transcriptionjobs there.",
+    )
+
     # Deployments
     ingress_min_replicas: int = Field(1, ge=1)
     ingress_max_replicas: int = Field(2, ge=1)
