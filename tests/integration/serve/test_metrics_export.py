@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests.env.build import tools_or_fail
-from tests.unit.chart.helpers import REPO, Helm, offline_copy, render
+from tests.unit.chart.helpers import CHART, REPO, Helm, render
 from tests.unit.chart.promql import documented, series
 
 from .conftest import _free_port
@@ -97,7 +97,7 @@ def test_the_pod_monitor_port_is_where_hark_serve_exports_hark_metrics(
 ) -> None:
     metrics_port = _free_port()
     helm = Helm(tools_or_fail().helm, tmp_path / "helm")
-    chart = offline_copy(tmp_path / "chart")
+    chart = CHART
     values = {"monitoring": {"rayMetricsPort": metrics_port, "podMonitor": {"enabled": True}}}
     rendered = render(helm, chart, values=values, tmp=tmp_path)
     (endpoint,) = rendered.one("PodMonitor")["spec"]["podMetricsEndpoints"]
