@@ -160,8 +160,8 @@ def run_trace(
                 input={"uri": f"s3://{bucket}/in/b{burst}/"},
                 output={"uri": f"s3://{bucket}/out/b{burst}/"},
             )  # fmt: skip
+            starts.append(time.monotonic())  # the backlog exists from here on
             apply_yaml(env, manifest, namespace=namespace)
-            starts.append(time.monotonic())
             wait_for(
                 lambda n=name: (get_job(env, namespace, n).get("status") or {}).get("phase")
                 in {"Succeeded", "Failed"},
