@@ -130,8 +130,7 @@ class NotificationReceiver:
     async def start(self, port: int, host: str = "0.0.0.0") -> int:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post(PATH, self.handle)
-        app.router.add_route("HEAD", PATH, self.alive)
-        app.router.add_get(PATH, self.alive)
+        app.router.add_get(PATH, self.alive)  # HEAD too
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
