@@ -94,6 +94,7 @@ def test_each_template_makes_one_kind_of_resource(helm: Helm, chart: Path, tmp_p
         "monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}},
         "networkPolicy": {"enabled": True},
         "podDisruptionBudget": {"enabled": True},
+        "notifications": {"enabled": True, "tokenSecret": "hark-notify"},
     }
     cluster_wide = {**everything, "operator": {"watchNamespaces": []}}
     kinds: dict[str, set[str]] = {}
