@@ -80,9 +80,10 @@ def elastic_serve_config(
         transcriber_num_cpus=0.5,
         transcriber_min_replicas=0,
         transcriber_max_replicas=max_replicas,
+        transcriber_downscale_delay_seconds=SERVE_DOWNSCALE_DELAY_S,
     )
     autoscaling = load_serve_settings(args).deployment_options("transcriber")["autoscaling_config"]
-    autoscaling.update(initial_replicas=0, downscale_delay_s=SERVE_DOWNSCALE_DELAY_S)
+    autoscaling["initial_replicas"] = 0  # start with no GPU node at all
     return {
         "proxy_location": "HeadOnly",  # one proxy port per machine: the fake nodes share it
         "http_options": {"host": "127.0.0.1", "port": cluster.serve_port},
