@@ -19,12 +19,14 @@ Speed is reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import wave
+from pathlib import Path
 
 import numpy as np
-from serve_load import clips, full_model
+from serve_load import DEVICE, clips, full_model
 
 
 def speech() -> np.ndarray:
@@ -44,17 +46,25 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--seconds", type=float, default=40.0, help="audio per measurement")
+    parser.add_argument("--device", default=DEVICE, help="cpu or cuda (float16 runs on cuda)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args()
+    rows: list[dict[str, object]] = []
     precisions = args.precisions.split(",")
     lengths = [int(x) for x in args.lengths.split(",")]
     batches = [int(x) for x in args.batches.split(",")]
 
     audio = speech()
-    print(f"threads {args.threads}; bfloat16 in hardware: {native_bfloat16()}", flush=True)
+    print(
+        f"device {args.device}, threads {args.threads}; bfloat16 in hardware: {native_bfloat16()}",
+        flush=True,
+    )
     base: dict[int, float] = {}  # float32 (the first precision) at the first batch size
     reference: dict[int, list[str]] = {}  # the first precision's transcripts, cut by cut
     for precision in precisions:
-        model = SenseVoice(full_model(), device="cpu", threads=args.threads, precision=precision)
+        model = SenseVoice(
+            full_model(), device=args.device, threads=args.threads, precision=precision
+        )
         model.recognize([audio[: 16000 * 3]], [DecodeRequest()])  # first-call allocations
         for length in lengths:
             cuts = [audio[i * 16000 : (i + length) * 16000] for i in range(max(batches))]
@@ -67,9 +77,24 @@ def main() -> None:
                 started = time.perf_counter()
                 for _ in range(reps):
                     out = model.recognize(batch, [DecodeRequest()] * size)
+                if args.device == "cuda":
+                    import torch
+
+                    torch.cuda.synchronize()  # the GPU's queue is done before the clock stops
                 rate = reps * length * size / (time.perf_counter() - started)
                 base.setdefault(length, rate)
                 same = sum(r.raw == a for r, a in zip(out, alone, strict=False))
+                rows.append(
+                    {
+                        "precision": precision,
+                        "segment_s": length,
+                        "batch": size,
+                        "audio_s_per_s": round(rate, 2),
+                        "rtf": round(1 / rate, 5),
+                        "ratio": round(rate / base[length], 3),
+                        "batched_equal_alone": same,
+                    }
+                )
                 print(
                     f"{precision:>9}  {length:3d} s x {size:<2d} {rate:6.1f} audio-s/s"
                     f"  {rate / base[length]:5.2f}x   batched = alone {same}/{size}",
@@ -79,6 +104,8 @@ def main() -> None:
                 print(f"{'':>9}  {length:3d} s: alone = {precisions[0]} {agree}/{len(cuts)}")
         del model
     print("(ratio: against the first precision at the first batch size, same segment length)")
+    if args.json:
+        args.json.write_text(json.dumps({"device": args.device, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

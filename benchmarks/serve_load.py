@@ -33,16 +33,26 @@ CACHE = Path(os.environ.get("HARK_FIXTURES_DIR", Path.home() / ".cache/hark/fixt
 CLIP_SECONDS = (5, 10, 20, 30, 45, 60)
 
 
+# The benchmarks run the full-size model; a dry run of the GPU suite sets `tiny` here.
+MODEL_SIZE = os.environ.get("HARK_BENCH_MODEL_SIZE", "full")
+# Where the benchmark models run: `cpu` (default) or `cuda` (the GPU suite sets it).
+DEVICE = os.environ.get("HARK_BENCH_DEVICE", "cpu")
+
+
 def full_model(seed: int = 0) -> Path:
-    """The full-size random SenseVoiceSmall, built once (atomic: a rename when complete)."""
+    """The full-size random SenseVoiceSmall, built once (atomic: a rename when complete).
+
+    `HARK_BENCH_MODEL_SIZE=tiny` gives the tiny test model instead, for dry runs.
+    """
     from tests.fixtures.sensevoice_model import build_model_dir
 
-    target = CACHE / f"sensevoice-full-seed{seed}"
-    with locked(CACHE / f".sensevoice-full-seed{seed}.lock"):
+    name = f"sensevoice-{MODEL_SIZE}-seed{seed}"
+    target = CACHE / name
+    with locked(CACHE / f".{name}.lock"):
         if not (target / "model.pt").is_file():
             tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=CACHE))
             try:
-                build_model_dir(tmp, "full", seed=seed)
+                build_model_dir(tmp, MODEL_SIZE, seed=seed)
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(tmp, target)
             finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import signal
@@ -31,7 +32,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from serve_load import ROOT, RunResult, clips, full_model, run_load, schedule, wait_healthy
+from serve_load import (
+    DEVICE,
+    ROOT,
+    RunResult,
+    clips,
+    full_model,
+    run_load,
+    schedule,
+    wait_healthy,
+)
 
 
 @contextmanager
@@ -120,9 +130,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
+        choices=("float32", "bfloat16", "float16", "auto"),
         default="float32",
-        help="`hark serve --precision` (float32: the CPU default)",
+        help="`hark serve --precision` (float32: the CPU default; auto: float16 on CUDA)",
     )
     parser.add_argument(
         "--baseline-precision",
@@ -141,6 +151,8 @@ def main() -> None:
     parser.add_argument("--hark-port", type=int, default=8102)
     parser.add_argument("--metrics-port", type=int, default=8103, help="Ray's metrics export port")
     parser.add_argument("--logs", type=Path, default=Path("/tmp/hark-serve-bench"))
+    parser.add_argument("--device", default=DEVICE, help="where `hark serve` runs the model")
+    parser.add_argument("--json", type=Path, help="also write the summary to this file")
     args = parser.parse_args()
 
     ns = [int(n) for n in (args.clients or ("1,4" if args.quick else "1,4,16")).split(",")]
@@ -167,7 +179,7 @@ def main() -> None:
     hark_cmd = [
         py, "-m", "hark_serving.cli.main", "serve",
         "--model", str(model), "--port", str(args.hark_port), "--threads", str(args.threads),
-        "--workers", "1", "--transcribers", "1", "--device", "cpu",
+        "--workers", "1", "--transcribers", "1", "--device", args.device,
         "--precision", args.precision, *args.hark_arg,
     ]  # fmt: skip
     base_url = f"http://127.0.0.1:{args.baseline_port}"
@@ -220,6 +232,7 @@ def main() -> None:
         f"  {'N':>3}  {'baseline':>9}  {'hark':>9}  {'ratio':>6}   "
         f"{'p50 base':>8} {'p50 hark':>8}   {'p95 base':>8} {'p95 hark':>8}  {'p95 ratio':>9}"
     )
+    summary: list[dict[str, object]] = []
     for n, runs in results.items():
         b_tp = median([b.throughput for b, _ in runs])
         h_tp = median([h.throughput for _, h in runs])
@@ -231,12 +244,25 @@ def main() -> None:
             f"  {n:>3}  {b_tp:9.2f}  {h_tp:9.2f}  {h_tp / b_tp:5.2f}x   "
             f"{b50:7.1f}s {h50:7.1f}s   {b95:7.1f}s {h95:7.1f}s  {h95 / b95:8.2f}x"
         )
+        summary.append(
+            {
+                "clients": n,
+                "baseline_audio_s_per_s": round(b_tp, 3),
+                "hark_audio_s_per_s": round(h_tp, 3),
+                "ratio": round(h_tp / b_tp, 3) if b_tp else None,
+                "p50_s": {"baseline": round(b50, 2), "hark": round(h50, 2)},
+                "p95_s": {"baseline": round(b95, 2), "hark": round(h95, 2)},
+            }
+        )
     print("  (throughput in audio seconds per second; latency per request)")
     pairs = [pair for runs in results.values() for pair in runs]
     failures = [f for b, h in pairs for f in (*b.failures, *h.failures)]
     for f in failures:
         print("failure:", f)
     print(f"\n(logs in {args.logs}; {time.strftime('%Y-%m-%d %H:%M:%S')})")
+    if args.json:
+        doc = {"device": args.device, "precision": args.precision, "runs": summary}
+        args.json.write_text(json.dumps({**doc, "failures": len(failures)}, indent=2))
     if failures:
         sys.exit(1)
 

@@ -21,6 +21,7 @@ from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.lifecycle import JobEnv, JobRunner
 from hark_operator.jobs.reporter import Conflict, Reporter
 from hark_operator.jobs.work import Processor
+from hark_operator.notifications import DropFolder, NotificationReceiver
 from hark_operator.peering import PeeringLeader
 from hark_operator.resource.models import API_VERSION, KIND, JobRef, JobSpec, JobStatus, ObjectRef
 from hark_operator.scaling.backends import InProcessScaler, NoScaler, Scaler
@@ -190,22 +191,40 @@ class Runtime:
             **loop_args,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.notifications = NotificationReceiver(
+            self.drop_folders, self.wake, token=settings.notify_token
+        )
 
     async def start(self) -> None:
         await self.leader.ensure_objects()
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self.scale_loop.run(), name="hark-scaler"))
+        if self.settings.notify_port:
+            await self.notifications.start(self.settings.notify_port)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.notifications.stop()
         await self.dispatcher.close()
         await self.processor.aclose()
         self.stores.close()
 
     def backlog(self) -> float:
         return float(sum(job.backlog() for job in self.jobs.values()))
+
+    def drop_folders(self) -> dict[str, DropFolder]:
+        """What each running Watch job watches, for the notification receiver."""
+        folders = {}
+        for key, job in list(self.jobs.items()):
+            try:
+                spec = job.spec()
+            except ValueError:  # an invalid spec: its runner reports it
+                continue
+            if spec.mode == "Watch":
+                folders[key] = DropFolder(spec.input_uri.bucket, spec.input_uri.key)
+        return folders
 
     def wake(self, key: str) -> None:
         job = self.jobs.get(key)

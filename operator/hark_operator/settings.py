@@ -86,6 +86,14 @@ class OperatorSettings(StorageSettings):
     )
     scale_interval_seconds: float = Field(10.0, gt=0, description="How often the floor is set.")
 
+    # Bucket notifications (operator/hark_operator/notifications.py)
+    notify_port: int = Field(
+        0, ge=0, le=65535, description="Port of the bucket notification receiver; 0: none."
+    )
+    notify_token: str | None = Field(
+        None, description="Bearer token the object store sends with each notification."
+    )
+
     # Scope and identity
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Namespaces to watch, comma-separated; empty: all."

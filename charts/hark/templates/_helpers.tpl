@@ -423,6 +423,8 @@ floor above `initial_replicas`, which would block the operator's patch.
 {{- $actor := dict "num_cpus" (index $args (printf "%s_num_cpus" $key)) }}
 {{- if eq $key "transcriber" }}
 {{- $_ := set $actor "num_gpus" $args.transcriber_num_gpus }}
+{{- /* Serve's own 600 s would keep the last GPU pod long after the operator dropped the floor. */}}
+{{- $_ := set $autoscaling "downscale_delay_s" (default 30 $args.transcriber_downscale_delay_seconds) }}
 {{- else }}
 {{- $_ := set $autoscaling "initial_replicas" (max 1 (int $min)) }}
 {{- end }}

@@ -163,6 +163,15 @@ class ServeSettings(Settings):
     transcriber_num_gpus: float = Field(
         0.0, ge=0, description="GPUs per Transcriber replica: 1 in production, 0 on CPU."
     )
+    # Serve's own default (600 s) would hold the last GPU replica, and its node, ten
+    # minutes after the operator lowered the floor; the operator's scale-down delay
+    # already decides when the floor drops, so Serve follows it soon after.
+    transcriber_downscale_delay_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long Serve waits before removing a Transcriber replica it no "
+        "longer needs (each step down, the last one to zero included).",
+    )
 
     # How `hark serve` reaches Ray.
     ray_address: str | None = Field(
@@ -222,6 +231,9 @@ class ServeSettings(Settings):
             },
         }
         if name == "transcriber":
+            options["autoscaling_config"]["downscale_delay_s"] = (
+                self.transcriber_downscale_delay_seconds
+            )
             # Batch tuning lives in user_config, so it can change without a restart.
             options["user_config"] = self.batching()
             # Let queued segments finish before a replica goes (scale-down never drops work).

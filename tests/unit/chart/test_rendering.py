@@ -106,6 +106,7 @@ def test_each_template_makes_one_kind_of_resource(helm: Helm, chart: Path, tmp_p
         "networkPolicy": {"enabled": True},
         "podDisruptionBudget": {"enabled": True},
         "console": {"jobs": {"enabled": True, "namespaces": []}},
+        "notifications": {"enabled": True, "tokenSecret": "hark-notify"},
     }
     cluster_wide = {**everything, "operator": {"watchNamespaces": []}}
     kinds: dict[str, set[str]] = {}

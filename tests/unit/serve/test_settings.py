@@ -28,6 +28,9 @@ def test_each_deployment_gets_its_own_options() -> None:
     assert t["name"] == "Transcriber"
     assert t["autoscaling_config"]["min_replicas"] == 0
     assert t["autoscaling_config"]["max_replicas"] == 3
+    # Serve removes an unneeded replica soon after the floor drops, not after its own 600 s.
+    assert t["autoscaling_config"]["downscale_delay_s"] == 30.0
+    assert "downscale_delay_s" not in s.deployment_options("worker")["autoscaling_config"]
     assert t["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0}
     assert t["user_config"] == {
         "max_batch_segments": 32,
