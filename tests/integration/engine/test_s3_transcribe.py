@@ -111,4 +111,4 @@ def test_a_bucket_outside_the_allow_list_is_refused_before_any_work(
 ) -> None:
     monkeypatch.setenv("HARK_ALLOWED_BUCKETS", "some-other-bucket")
     code, text = cli(f"s3://{bucket}/in/", "--out", str(tmp_path), "--model", str(tiny_model_dir))
-    assert code == 2 and "not in this profile's allowed buckets" in text
+    assert code == 2 and "not in the allowed buckets of storage profile 'default'" in text
