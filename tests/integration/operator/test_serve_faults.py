@@ -482,16 +482,17 @@ def test_s3_keys_rotated_mid_watch_job_the_job_carries_on(
 
 
 def _transcriber_pid() -> int:
-    """The process of the one live Transcriber replica."""
-    from ray.util.state import list_actors
+    """The process of the one live Transcriber replica (from Ray's actor table, which
+    needs no dashboard)."""
+    from ray._private.state import actors
 
     alive = [
         a
-        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-        if "Transcriber" in (a.class_name or "") or "#Transcriber#" in (a.name or "")
+        for a in actors(actor_state_name="ALIVE").values()
+        if "Transcriber" in a["ActorClassName"] or "#Transcriber#" in a["Name"]
     ]
-    assert len(alive) == 1 and alive[0].pid is not None, alive
-    return alive[0].pid
+    assert len(alive) == 1 and alive[0]["Pid"], alive
+    return int(alive[0]["Pid"])
 
 
 def test_a_transcriber_replica_killed_mid_batch_loses_and_repeats_nothing(
