@@ -13,8 +13,19 @@ per fault:
     errors   error records (none of these inputs is broken)
     recover  seconds from the end of the fault to the job's completion
 
+The faults: `serve-down` (the Serve app deleted for `--outage-seconds`, then
+deployed again), `token` (the operator's items token wrong until its Secret
+is fixed), `reupload` (ten inputs replaced mid-job), `storage-denied` (the
+object store refuses every key, the operator's and the Serve pods', for
+`--outage-seconds`: an outage as the job sees it), `rotation` (S3 keys
+rotated: wrong everywhere, then the operator's Secret fixed while the Serve
+pods' key files lag, then those too), `transcriber-killed` (the model's
+replica SIGKILLed mid-batch; Serve starts a new one) and `operator-killed`
+(`hark operator` SIGKILLed mid-job and started again).
+
     python benchmarks/fault_matrix.py                 # every fault, 50 files each
     python benchmarks/fault_matrix.py --files 60 --faults serve-down,token
+    python benchmarks/fault_matrix.py --faults serve-down --outage-seconds 30
 
 It drives the scenarios through pytest to reuse the test environment's fixtures
 (`tests/env`), so run it like the integration tests: under the heavy-test lock,
@@ -55,7 +66,13 @@ from tests.integration.operator.conftest import (  # noqa: E402
     upload,
     wait_phase,
 )
-from tests.integration.operator.test_serve_faults import App, condition  # noqa: E402
+from tests.integration.operator.test_serve_faults import (  # noqa: E402
+    App,
+    _operator_keys,
+    _serve_keys,
+    _transcriber_pid,
+    condition,
+)
 from tests.integration.serve.conftest import app_args  # noqa: E402
 
 if TYPE_CHECKING:
@@ -67,6 +84,8 @@ DEFAULT_RETRY = {"HARK_RETRY_BASE_SECONDS": "2", "HARK_RETRY_MAX_SECONDS": "300"
 FILES = int(os.environ.get("HARK_FAULT_FILES", "50"))
 FAULTS = [f for f in os.environ.get("HARK_FAULTS", "").split(",") if f]
 ROWS_FILE = os.environ.get("HARK_FAULT_ROWS", "")
+OUTAGE = float(os.environ.get("HARK_FAULT_OUTAGE", "90"))
+WRONG_KEYS = ("not-a-key", "not-the-secret")
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,7 @@ class Scenario:
     serve_url: str
     app: App
     audio_dir: Path
+    profiles: Path  # the Serve app's profiles; its key files lie beside them
 
 
 def _versions(s3: S3Client, bucket: str) -> dict[str, list[str]]:
@@ -147,10 +167,47 @@ def _run(
             row = _measure(sc, fault, ended, job)
     finally:
         sc.app.down()
+    _emit(row)
+
+
+def _emit(row: Row) -> None:
     print(f"\n{row}", flush=True)
     if ROWS_FILE:
         with open(ROWS_FILE, "a") as f:
             f.write(json.dumps(row.__dict__) + "\n")
+
+
+def _run_killed_operator(sc: Scenario, environ: dict[str, str], tmp: Path) -> None:
+    """The operator as its own process (`hark operator`), SIGKILLed once some outputs
+    exist and started again, as a pod's container would be."""
+    import signal
+
+    from tests.integration.operator.test_resilience import start_operator, stop
+
+    upload(sc.s3, sc.bucket, {
+        f"in/{i:03d}.wav": sc.audio_dir / "one_sentence_16k.wav" for i in range(FILES)
+    })  # fmt: skip
+    log = tmp / "operator.log"
+    sc.app.up()
+    first = start_operator(environ, log)
+    try:
+        apply_yaml(sc.test_env, job_manifest("matrix", sc.bucket), namespace=sc.namespace)
+        _after_some_outputs(sc)
+        first.send_signal(signal.SIGKILL)  # no cleanup: requests stay in flight
+        first.wait(timeout=30)
+        ended = time.monotonic()
+        second = start_operator(environ, log)
+        try:
+            job = wait_phase(
+                sc.test_env, sc.namespace, "matrix", {"Succeeded", "Failed"}, timeout=1800
+            )
+        finally:
+            stop(second)
+        row = _measure(sc, "operator-killed", ended, job)
+    finally:
+        stop(first)
+        sc.app.down()
+    _emit(row)
 
 
 def _after_some_outputs(sc: Scenario, n: int = 5) -> None:
@@ -168,7 +225,7 @@ def _none(sc: Scenario) -> float:
 def _serve_down(sc: Scenario) -> float:
     _after_some_outputs(sc)
     sc.app.down()  # an upgrade, a head restart: nobody answers /v1/items
-    time.sleep(5)
+    time.sleep(OUTAGE)
     sc.app.up()
     return time.monotonic()
 
@@ -201,11 +258,48 @@ def _reupload(sc: Scenario) -> float:
     return time.monotonic()
 
 
+def _keys(sc: Scenario, operator: tuple[str, str], serve: tuple[str, str]) -> None:
+    _operator_keys(sc.test_env, sc.namespace, *operator)
+    _serve_keys(sc.profiles, *serve)
+
+
+def _storage_denied(sc: Scenario) -> float:
+    _after_some_outputs(sc)
+    good = (sc.test_env.s3_access_key, sc.test_env.s3_secret_key)
+    _keys(sc, WRONG_KEYS, WRONG_KEYS)
+    time.sleep(OUTAGE)
+    _keys(sc, good, good)
+    return time.monotonic()
+
+
+def _rotation(sc: Scenario) -> float:
+    _after_some_outputs(sc)
+    good = (sc.test_env.s3_access_key, sc.test_env.s3_secret_key)
+    _keys(sc, WRONG_KEYS, WRONG_KEYS)
+    time.sleep(10)
+    _keys(sc, good, WRONG_KEYS)  # the Secret is updated; the pods' volume lags
+    time.sleep(10)
+    _keys(sc, good, good)
+    return time.monotonic()
+
+
+def _transcriber_killed(sc: Scenario) -> float:
+    import signal
+
+    _after_some_outputs(sc)
+    os.kill(_transcriber_pid(), signal.SIGKILL)
+    return time.monotonic()
+
+
 SCENARIOS: dict[str, Callable[[Scenario], float]] = {
     "none": _none,
     "serve-down": _serve_down,
     "token": _token,
     "reupload": _reupload,
+    "storage-denied": _storage_denied,
+    "rotation": _rotation,
+    "transcriber-killed": _transcriber_killed,
+    "operator-killed": _none,  # struck by `_run_killed_operator`
 }
 
 
@@ -225,7 +319,7 @@ def scenario(
     create_secret(test_env, namespace)
     profiles = serve_profiles(test_env, tmp_path, bucket)
     app = App(serve_url, app_args(tiny_model_dir, storage_profiles=str(profiles)))
-    yield Scenario(test_env, s3, bucket, namespace, serve_url, app, audio_dir), tmp_path
+    yield Scenario(test_env, s3, bucket, namespace, serve_url, app, audio_dir, profiles), tmp_path
     purge_versions(s3, bucket)
 
 
@@ -243,14 +337,17 @@ def fault_row(fault: str, scenario: tuple[Scenario, Path], monkeypatch: pytest.M
         sc.app = App(sc.serve_url, {**sc.app.args, "items_token": "matrix-token"})
         extra["HARK_ITEMS_TOKEN_SECRET"] = "serve-token"
     environ = operator_environ(sc.test_env, sc.namespace, tmp, sc.serve_url, **extra)
+    if fault == "operator-killed":
+        _run_killed_operator(sc, environ, tmp)
+        return
     _run(sc, fault, environ, monkeypatch, SCENARIOS[fault])
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["fault        files  lost  dup  errors  recover_s  phase"]
+    lines = ["fault              files  lost  dup  errors  recover_s  phase"]
     for r in rows:
         lines.append(
-            f"{r.fault:<12} {r.files:5d} {r.lost:5d} {r.dup:4d} {r.errors:7d}"
+            f"{r.fault:<18} {r.files:5d} {r.lost:5d} {r.dup:4d} {r.errors:7d}"
             f" {r.recover:10.1f}  {r.phase}"
         )
     return "\n".join(lines)
@@ -260,11 +357,20 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--files", type=int, default=50)
     p.add_argument("--faults", default="", help="comma-separated: " + ",".join(SCENARIOS))
+    p.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=90,
+        help="how long the Serve app is down (serve-down) or storage refuses (storage-denied)",
+    )
     a = p.parse_args()
     rows_file = Path(f"/tmp/hark-fault-matrix-{os.getpid()}.jsonl")
     rows_file.unlink(missing_ok=True)
     os.environ.update(
-        HARK_FAULT_FILES=str(a.files), HARK_FAULTS=a.faults, HARK_FAULT_ROWS=str(rows_file)
+        HARK_FAULT_FILES=str(a.files),
+        HARK_FAULTS=a.faults,
+        HARK_FAULT_ROWS=str(rows_file),
+        HARK_FAULT_OUTAGE=str(a.outage_seconds),
     )
     code = pytest.main(
         [

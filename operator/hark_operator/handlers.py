@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import kopf
 
 from hark_operator.clients.kube import KubeClient
+from hark_operator.jobs.verdict import runner_retry
 from hark_operator.resource.models import GROUP, PLURAL, VERSION, JobRef, JobSpec, parse_time
 from hark_operator.runtime import Runtime, status_of
 from hark_operator.settings import load_operator_settings
 
 FINALIZER = "hark.dev/operator"
-RUNNER_RETRIES = 20
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -140,8 +140,16 @@ async def job_daemon(
     if stopped:
         logger.info("stopped (%s); items in flight were abandoned", stopped.reason)
     elif isinstance(error, Exception):
-        if retry >= RUNNER_RETRIES:  # a bug, not weather: stop hammering the cluster
+        try:
+            mode = spec().mode
+        except Exception:  # a spec the models refuse: the runner reports it; stop
+            mode = "Batch"
+        delay = runner_retry(mode, retry)
+        if delay is None:  # a Batch job's runner failing again and again: a bug, not weather
             raise kopf.PermanentError(f"job runner failed {retry + 1} times: {error}") from error
-        raise kopf.TemporaryError(f"job runner failed: {error}", delay=10) from error
+        raise kopf.TemporaryError(
+            f"job runner failed ({retry + 1} times): {error}; starting it again in {delay:.0f}s",
+            delay=delay,
+        ) from error
     else:
         logger.info("job %s is done", ref.key)

@@ -6,11 +6,30 @@ files than that have failed, the job stops dispatching and reads `Failed`
 reads `Failed` only when every file it looked at failed (`AllFilesFailed`), so
 a job that did nothing never reads `Succeeded`. Files that were current
 already count as succeeded. Watch jobs report failures and go on.
+
+A job's runner that fails outside its scan (the scan's own failures are
+conditions and retries inside the runner) is started again by the daemon
+after a backoff. A Batch job gives up after `RUNNER_RETRIES` starts; a Watch
+job never does, since it has no end to reach: it keeps trying, at most
+`RUNNER_RETRY_CAP` seconds apart, and kopf posts each failure as an Event.
 """
 
 from __future__ import annotations
 
 from hark_operator.resource.models import Counts
+from hark_serving.retry import RetryPolicy
+
+RUNNER_RETRIES = 20
+RUNNER_RETRY_CAP = 300.0
+_RUNNER_POLICY = RetryPolicy(base=10.0, cap=RUNNER_RETRY_CAP, attempts=None, jitter=0.5)
+
+
+def runner_retry(mode: str, retry: int, rand: float | None = None) -> float | None:
+    """Seconds until a failed runner starts again (`retry`: failures so far, 0-based),
+    or None when the job should stop trying (a Batch job, past `RUNNER_RETRIES`)."""
+    if mode != "Watch" and retry >= RUNNER_RETRIES:
+        return None
+    return _RUNNER_POLICY.delay(retry + 1, rand)
 
 
 def over_budget(counts: Counts, budget: int | None) -> tuple[str, str] | None:

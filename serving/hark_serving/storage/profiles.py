@@ -34,6 +34,8 @@ settings and the AWS environment; a process that serves other people
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hark_serving.errors import ConfigError, InvalidOption, ProfileNotAllowed
 from hark_serving.storage.s3 import S3Settings, S3Store
+
+log = logging.getLogger(__name__)
 
 ACCESS_KEY_FILE = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_FILE = "AWS_SECRET_ACCESS_KEY"
@@ -89,6 +93,27 @@ class Credentials:
     session_token: str | None = None
 
 
+# (inode, mtime, size) of each key file; `None` for one that is absent.
+DirStamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def _dir_stamp(path: Path | None) -> DirStamp | None:
+    """What the credential files look like now: Kubernetes rotates a mounted Secret by
+    swapping a symlink, which changes each file's inode and mtime, so a rotation always
+    changes the stamp."""
+    if path is None:
+        return None
+    stamps: list[tuple[int, int, int] | None] = []
+    for name in (ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE):
+        try:
+            st = os.stat(path / name)
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
+
+
 def _read_dir(path: Path | None) -> Credentials | None:
     if path is None or not (path / ACCESS_KEY_FILE).is_file():
         return None
@@ -112,6 +137,7 @@ class StorageProfiles:
         self.spec = spec
         self.restricted = restricted
         self._stores: dict[str, S3Store] = {}
+        self._stamps: dict[str, DirStamp | None] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -174,11 +200,29 @@ class StorageProfiles:
             )
 
     def store(self, name: str | None = None, credentials: Credentials | None = None) -> S3Store:
+        """The profile's store, with `credentials` when given, else with the keys in its
+        `credentialsDir`, read again whenever those files change (a rotated Secret), so
+        the next call after a rotation uses the new keys without a restart."""
         key = name or self.spec.default
         with self._lock:
-            if key not in self._stores or credentials is not None:
-                p = self.profile(key)
-                creds = credentials or _read_dir(p.credentials_dir)
+            p = self.profile(key)
+            stamp = _dir_stamp(p.credentials_dir) if credentials is None else None
+            changed = credentials is None and stamp != self._stamps.get(key, stamp)
+            if key not in self._stores or credentials is not None or changed:
+                try:
+                    creds = credentials or _read_dir(p.credentials_dir)
+                except OSError as exc:
+                    if key not in self._stores:
+                        raise ConfigError(
+                            f"storage profile {key!r}: cannot read the keys in "
+                            f"{p.credentials_dir} ({exc}); mount the profile's Secret there"
+                        ) from exc
+                    # A Secret volume mid-update: keep the keys we have, look again next call.
+                    log.warning("cannot read %s (%s); keeping the keys", p.credentials_dir, exc)
+                    return self._stores[key]
+                if changed:
+                    log.info("the keys in %s changed; using the new ones", p.credentials_dir)
+                self._stamps[key] = stamp
                 self._stores[key] = S3Store(
                     S3Settings(
                         endpoint_url=p.endpoint_url,

@@ -316,6 +316,43 @@ def test_a_rotated_items_token_is_picked_up_without_a_restart(
     assert_error(item(url, body), 404, "not_found")
 
 
+def _rotate(creds: Path, access_key: str, secret_key: str) -> None:
+    """As the kubelet updates a Secret volume: new files moved over the old ones."""
+    for name, value in (("AWS_ACCESS_KEY_ID", access_key), ("AWS_SECRET_ACCESS_KEY", secret_key)):
+        fresh = creds / f".{name}.new"
+        fresh.write_text(value)
+        fresh.replace(creds / name)
+
+
+def test_rotated_s3_keys_are_picked_up_without_a_restart(
+    url: str,
+    s3: S3Client,
+    test_env: Environment,
+    buckets: dict[str, str],
+    profiles: Path,
+    audio_dir: Path,
+) -> None:
+    """The profile's keys come from files (a mounted Secret): wrong keys are refused as an
+    access error (never an error record), and the next call after the files are fixed
+    uses the new keys, with the same Serve app."""
+    inp, out = buckets["inp"], buckets["out"]
+    upload(s3, inp, "rotate/a.wav", audio_dir / "one_sentence_16k.wav")
+    body = {"input_uri": f"s3://{inp}/rotate/a.wav", "output_uri": f"s3://{out}/rotate/a.wav"}
+    creds = profiles.parent / "minio"
+    _rotate(creds, "not-a-key", "not-the-secret")
+    try:
+        refused = item(url, body)
+        assert_error(refused, 403, "access_denied")
+        assert "Contents" not in s3.list_objects_v2(Bucket=out, Prefix="rotate/")
+    finally:
+        _rotate(creds, test_env.s3_access_key, test_env.s3_secret_key)
+    r = item(url, body)
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    written = [key for _, key, _ in versions(s3, out) if key.startswith("rotate/")]
+    assert written.count("rotate/a.wav.json") == 1, written
+    assert not [k for k in written if k.endswith(".error.json")], written
+
+
 def _worker_replicas() -> list[str]:
     import ray
 

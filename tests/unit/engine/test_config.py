@@ -53,3 +53,28 @@ def test_a_profiles_file_with_unknown_keys_is_refused(tmp_path: Path) -> None:
     path.write_text("profiles:\n  default:\n    endpoint: http://typo\n")
     with pytest.raises(ConfigError, match="endpoint"):
         load_settings(storage_profiles=path).profiles()
+
+
+def test_a_profile_reads_its_key_files_again_when_they_change(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "AWS_ACCESS_KEY_ID").write_text("old-key")
+    (creds / "AWS_SECRET_ACCESS_KEY").write_text("old-secret")
+    path = tmp_path / "profiles.yaml"
+    path.write_text(
+        "profiles:\n  default:\n    endpointUrl: http://minio:9000\n"
+        f"    writeBuckets: [out]\n    credentialsDir: {creds}\n"
+    )
+    profiles = load_settings(storage_profiles=path).profiles()
+    first = profiles.store(None)
+    assert profiles.store(None) is first  # unchanged files: the same client
+    # As the kubelet rotates a Secret volume: new files moved over the old ones.
+    for name, value in (("AWS_ACCESS_KEY_ID", "new-key"), ("AWS_SECRET_ACCESS_KEY", "new-sec")):
+        (creds / f".{name}").write_text(value)
+        (creds / f".{name}").replace(creds / name)
+    rotated = profiles.store(None)
+    assert rotated.settings.access_key_id == "new-key"
+    assert rotated.settings.secret_access_key == "new-sec"
+    # Half-way through an update (a file missing): the keys in hand are kept.
+    (creds / "AWS_SECRET_ACCESS_KEY").unlink()
+    assert profiles.store(None).settings.secret_access_key == "new-sec"
