@@ -167,8 +167,10 @@ def hark_server(
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running in
+    this thread while it is open, and every later test's `asyncio.run` would refuse to start."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), "install Debian's chromium (apt-get install -y chromium)"
