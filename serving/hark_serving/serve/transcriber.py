@@ -87,6 +87,9 @@ class Transcriber:
         """Serve's health check: a replica whose model keeps failing leaves rotation."""
         if not self.ready:
             raise ModelError("the model is not loaded")
+        # Readiness and load time are state, not events: record them again on every check,
+        # so their series stay on Ray's export port for as long as the replica lives.
+        self.metrics.loaded(self.load_seconds)
         if not self.batcher.healthy:
             raise ModelError(
                 f"{self.batcher.failed_in_a_row} forward passes failed in a row for several "
