@@ -130,7 +130,7 @@ def run_trace(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     namespace = unique_name(f"elastic-{mode}")
-    bucket = unique_name(f"elastic-{mode}")
+    bucket = args.buckets[mode]
     env.kubectl("create", "namespace", namespace)
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -236,7 +236,9 @@ def main() -> None:
                 "s3", endpoint_url=env.s3_endpoint, region_name=env.s3_region,
                 aws_access_key_id=env.s3_access_key, aws_secret_access_key=env.s3_secret_key,
             )  # fmt: skip
-            profiles = serve_profiles(env, work)
+            # The Serve app only reaches the buckets its profile names: one per run.
+            args.buckets = {m: unique_name(f"elastic-{m}") for m in args.modes.split(",")}
+            profiles = serve_profiles(env, work, *args.buckets.values())
             path = os.pathsep.join([str(REPO / "serving"), str(REPO / "operator"), str(REPO)])
             results: dict[str, Any] = {
                 "trace": {"bursts": args.bursts, "items_per_burst": args.items, "gap_s": args.gap},

@@ -47,8 +47,9 @@ def _mentions(cmdline: Path, text: str) -> bool:
         return False
 
 
-def serve_profiles(test_env: Environment, directory: Path) -> Path:
-    """A storage profiles file for the Serve replicas, credentials in files beside it."""
+def serve_profiles(test_env: Environment, directory: Path, *buckets: str) -> Path:
+    """A storage profiles file for the Serve replicas, credentials in files beside it,
+    reading and writing `buckets` (the app refuses a profile that names none)."""
     creds = directory / "creds"
     creds.mkdir(parents=True, exist_ok=True)
     (creds / "AWS_ACCESS_KEY_ID").write_text(test_env.s3_access_key)
@@ -58,6 +59,7 @@ def serve_profiles(test_env: Environment, directory: Path) -> Path:
         "endpointUrl": test_env.s3_endpoint,
         "region": test_env.s3_region,
         "addressingStyle": "path",
+        "writeBuckets": list(buckets),
         "credentialsDir": str(creds),
     }
     profiles.write_text(yaml.safe_dump({"default": "minio", "profiles": {"minio": profile}}))

@@ -56,7 +56,7 @@ def test_gpu_nodes_follow_the_backlog_to_zero_and_back(
     tmp_path: Path,
 ) -> None:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    profiles = serve_profiles(test_env, tmp_path)
+    profiles = serve_profiles(test_env, tmp_path, bucket)
     deploy_serve_config(elastic_ray, elastic_serve_config(elastic_ray, tiny_model_dir, profiles))
     wait_serve_running(elastic_ray, "hark")
     assert elastic_ray.gpu_nodes() == 0 and floor(elastic_ray) == 0
