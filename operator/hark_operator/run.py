@@ -89,7 +89,8 @@ async def run_job(
     from hark_operator.clients.inprocess import InProcessProcessor
     from hark_operator.clients.storage import ErrorRecorder, Stores
     from hark_operator.jobs.dispatcher import Dispatcher
-    from hark_operator.jobs.lifecycle import JobEnv, JobRunner, utcnow
+    from hark_operator.jobs.env import JobEnv, utcnow
+    from hark_operator.jobs.lifecycle import JobRunner
     from hark_operator.jobs.reporter import Reporter
 
     stores = Stores(settings.profiles())

@@ -18,7 +18,8 @@ from hark_operator.clients.kube import KubeClient, is_conflict
 from hark_operator.clients.serve import FileToken, SecretToken, ServeProcessor
 from hark_operator.clients.storage import ErrorRecorder, Stores
 from hark_operator.jobs.dispatcher import Dispatcher
-from hark_operator.jobs.lifecycle import JobEnv, JobRunner
+from hark_operator.jobs.env import JobEnv
+from hark_operator.jobs.lifecycle import JobRunner
 from hark_operator.jobs.reporter import Conflict, Reporter
 from hark_operator.jobs.work import Processor
 from hark_operator.notifications import DropFolder, NotificationReceiver

@@ -29,25 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime
 
 from pydantic import ValidationError
 
 from hark_operator import metrics
-from hark_operator.clients.storage import Stores
 from hark_operator.errors import JobConfigError
-from hark_operator.jobs.claims import OutputClaims
-from hark_operator.jobs.dispatcher import Dispatcher
+from hark_operator.jobs.env import JobEnv
 from hark_operator.jobs.gate import GateNews
 from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
 from hark_operator.jobs.progress import JobTracker
+from hark_operator.jobs.qa_report import write_qa_report
 from hark_operator.jobs.refused import refuse
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
@@ -55,11 +53,9 @@ from hark_operator.jobs.summary_store import SummaryKeeper
 from hark_operator.jobs.verdict import final_verdict, over_budget
 from hark_operator.jobs.work import Outcome, WorkItem
 from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
-from hark_serving.analytics.report import MetadataPattern
-from hark_serving.errors import AccessDenied, InvalidOption, StorageError, StorageUnavailable
+from hark_serving.errors import AccessDenied, StorageError, StorageUnavailable
 from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemRequest
-from hark_serving.runs.qa import write_job_report
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
 
@@ -68,24 +64,6 @@ log = logging.getLogger(__name__)
 CHUNK = 256  # plan items fetched from the listing thread at a time
 KNOWN_CURRENT_LIMIT = 100_000
 EVENT_FAILURES_PER_SCAN = 10  # ItemFailed Events per scan; the rest are in status and S3
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-@dataclass(frozen=True)
-class JobEnv:
-    """What every job of a process shares."""
-
-    dispatcher: Dispatcher
-    stores: Stores
-    status_interval: float = 2.0
-    retry_delay: float = 5.0  # first wait after a scan that could not run; doubles, jittered
-    retry_cap: float = 300.0
-    page_size: int = 1000
-    wall: Callable[[], datetime] = utcnow
-    claims: OutputClaims = field(default_factory=OutputClaims)
 
 
 def _take(gen: Generator[PlanItem, None, None], n: int) -> list[PlanItem]:
@@ -467,23 +445,8 @@ class JobRunner:
         if await self.summary.write(target, doc, force=final):
             self.summary_uri = str(target)
         if final and spec.analytics is not None and self.summary.store is not None:
-            await self._write_qa_report(spec, self.summary.store)
-
-    async def _write_qa_report(self, spec: JobSpec, store: S3Store) -> None:
-        """The QA report of the job's transcripts, beside its summary."""
-        assert spec.analytics is not None
-        pattern = spec.analytics.metadata.pattern
-        try:
-            write = functools.partial(
-                write_job_report,
-                rules=spec.analytics.rules(),
-                pattern=MetadataPattern.parse(pattern) if pattern else None,
-            )
             job = f"{self.ref.namespace}.{self.ref.name}"
-            await self.env.stores.run(write, store, spec.output_prefix, job)
-        except (StorageError, InvalidOption) as exc:
-            log.warning("%s: QA report not written: %s", self.key, exc)
-            await self.reporter.event("Warning", "ReportNotWritten", str(exc))
+            await write_qa_report(spec, job, self.summary.store, self.env.stores, self.reporter)
 
     async def _succeed(self, spec: JobSpec) -> bool:
         await self._seeded()

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 from hark_operator.clients.storage import ErrorRecorder
 from hark_operator.jobs.dispatcher import Dispatcher, RetryPolicy
-from hark_operator.jobs.lifecycle import JobEnv, JobRunner
+from hark_operator.jobs.env import JobEnv
+from hark_operator.jobs.lifecycle import JobRunner
 from hark_operator.jobs.reporter import Reporter
 from hark_operator.resource.models import JobRef, JobSpec, JobStatus
 from hark_operator.run import MemoryStatus
