@@ -34,7 +34,7 @@ from .conftest import elastic_serve_config, serve_profiles
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.elastic, pytest.mark.timeout(900)]
 
 MAX_NODES = 2
 
