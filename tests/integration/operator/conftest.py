@@ -236,3 +236,10 @@ def purge_versions(s3: S3Client, bucket: str) -> None:
         ]
         if doomed:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+
+
+@pytest.fixture
+def versioned(s3: S3Client, bucket: str) -> Iterator[str]:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    yield bucket
+    purge_versions(s3, bucket)
