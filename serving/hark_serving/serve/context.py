@@ -57,3 +57,28 @@ async def run_in_context(executor: Executor, fn: Callable[..., T], *args: Any, *
     ctx = contextvars.copy_context()
     call = functools.partial(ctx.run, fn, *args, **kw)
     return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+
+async def run_owned(
+    executor: Executor, fn: Callable[..., T], close: Callable[[T], object], *args: Any
+) -> T:
+    """`run_in_context` for a call whose result must be closed: a lease, temp files.
+
+    A request is cancelled when its client goes away (Serve cancels on disconnect).
+    A thread cannot be interrupted, so a cancel that lands while `fn` runs would
+    drop what it returns, unclosed: a lease renewed by nobody's request, spill
+    files never deleted. Here the result still gets `close`d, on `executor`, once
+    `fn` returns.
+    """
+    running = asyncio.ensure_future(run_in_context(executor, fn, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        loop = asyncio.get_running_loop()
+
+        def close_late(done: asyncio.Future[T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                loop.run_in_executor(executor, close, done.result())
+
+        running.add_done_callback(close_late)
+        raise

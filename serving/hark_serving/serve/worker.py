@@ -38,7 +38,12 @@ from hark_serving.errors import HarkError, InternalError, SourceChanged, Storage
 from hark_serving.retry import RetryPolicy, retry_async
 from hark_serving.runs.items import ItemRunner, Started
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
-from hark_serving.serve.context import configure_replica_logging, run_in_context, set_request_id
+from hark_serving.serve.context import (
+    configure_replica_logging,
+    run_in_context,
+    run_owned,
+    set_request_id,
+)
 from hark_serving.serve.errors import Unavailable
 from hark_serving.serve.messages import (
     ELSEWHERE,
@@ -53,6 +58,7 @@ from hark_serving.serve.messages import (
 from hark_serving.serve.metrics import WorkerMetrics
 from hark_serving.serve.priority import background_pool
 from hark_serving.serve.settings import load_serve_settings
+from hark_serving.storage.lease import Holding
 from hark_serving.transcript.schema import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,11 @@ T = TypeVar("T")
 # A Transcriber replica can vanish mid-batch (scale-down, node loss); its segments
 # are sent again, to whichever replica the router picks.
 SEGMENT_RETRY = RetryPolicy(base=0.5, cap=5.0, attempts=3)
+
+
+def _close_started(started: Started | ItemResult) -> None:
+    if isinstance(started, Started):
+        started.prepared.close()
 
 
 @serve.deployment(name="Worker")
@@ -153,7 +164,7 @@ class Worker:
         if job.data is None and not self.can_read(job):
             return TranscribeReply(failure=Failure(ELSEWHERE, "send the upload's bytes"))
         try:
-            prepared = await self._run(self._prepare_upload, job)
+            prepared = await run_owned(self._pool, self._prepare_upload, PreparedFile.close, job)
             self.metrics.prepared("upload", prepared.decode_s, prepared.vad_s)
             try:
                 results, asr_seconds, batches = await self._recognize(prepared, since)
@@ -236,7 +247,7 @@ class Worker:
         self, req: ItemRequest, batches: list[BatchStats], since: float
     ) -> ItemResult:
         # One flight per output across every Worker replica and every sender.
-        holding = await self._run(self.runner.hold, req)
+        holding = await run_owned(self._pool, self.runner.hold, Holding.close, req)
         try:
             return await self._item_held(req, batches, since)
         finally:
@@ -245,7 +256,7 @@ class Worker:
     async def _item_held(
         self, req: ItemRequest, batches: list[BatchStats], since: float
     ) -> ItemResult:
-        started = await self._run(self.runner.begin, req)
+        started = await run_owned(self._pool, self.runner.begin, _close_started, req)
         if isinstance(started, ItemResult):
             return started
         assert isinstance(started, Started)

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,31 +115,44 @@ def release(store: S3Store, lease: Lease) -> None:
 
 class Holding:
     """A lease held until `close()`, renewed on a daemon thread meanwhile (so it works
-    the same around blocking code and around awaits)."""
+    the same around blocking code and around awaits).
+
+    The thread holds the `Holding` only weakly: one dropped without `close()` (its
+    request died between taking the lease and using it) stops being renewed, and
+    its lease expires, instead of blocking the output for as long as the process
+    lives.
+    """
 
     def __init__(self, store: S3Store, output: S3Uri, *, seconds: float = LEASE_SECONDS) -> None:
         self.store, self.seconds = store, seconds
         self.lease: Lease | None = acquire(store, output, seconds=seconds)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="hark-lease", daemon=True)
+        self._thread = threading.Thread(
+            target=_renew_while_held,
+            args=(weakref.ref(self), self._stop, seconds / 3),
+            name="hark-lease",
+            daemon=True,
+        )
         self._thread.start()
 
-    def _renew(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
-            lease = self.lease
-            if lease is None:
-                return
-            try:
-                self.lease = renew(self.store, lease, seconds=self.seconds)
-            except HarkError as exc:  # keep trying: the lease is good until it expires
-                log.warning("%s: lease not renewed: %s", lease.uri, exc)
-            if self.lease is None:
-                log.warning("%s: lease lost (expired and taken over)", lease.uri)
-                return
+    def renew_once(self) -> bool:
+        """Renew the lease now; False once it is lost (expired and taken over)."""
+        lease = self.lease
+        if lease is None:
+            return False
+        try:
+            self.lease = renew(self.store, lease, seconds=self.seconds)
+        except HarkError as exc:  # keep trying: the lease is good until it expires
+            log.warning("%s: lease not renewed: %s", lease.uri, exc)
+        if self.lease is None:
+            log.warning("%s: lease lost (expired and taken over)", lease.uri)
+            return False
+        return True
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
         if self.lease is not None:
             release(self.store, self.lease)
             self.lease = None
@@ -148,3 +162,14 @@ class Holding:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _renew_while_held(held: weakref.ref[Holding], stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        holding = held()
+        if holding is None:
+            log.warning("a lease was dropped unreleased; it expires unrenewed")
+            return
+        if not holding.renew_once():
+            return
+        del holding  # hold it only while renewing

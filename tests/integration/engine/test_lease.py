@@ -59,16 +59,18 @@ def test_renew_and_release_need_the_etag_held(store: S3Store, bucket: str, s3: S
 
 def test_an_expired_lease_is_taken_over_once(store: S3Store, bucket: str) -> None:
     output = S3Uri(bucket, "out/c.wav")
-    acquire(store, output, seconds=0.5)  # its holder died: never renewed, never released
+    acquire(store, output, seconds=30)  # its holder died: never renewed, never released
     with pytest.raises(OutputBusy):
         acquire(store, output)
-    time.sleep(1.0)
     start = threading.Barrier(4)
+
+    def later() -> float:  # the clock of takers that come after the expiry
+        return time.time() + 31
 
     def one(_: int) -> str:
         start.wait()
         try:
-            acquire(store, output)
+            acquire(store, output, clock=later)
             return "won"
         except OutputBusy:
             return "busy"
@@ -86,3 +88,18 @@ def test_a_holding_renews_while_held_and_releases_on_close(store: S3Store, bucke
         with pytest.raises(OutputBusy):
             acquire(store, output)
     assert store.head(lease_uri(output)) is None
+
+
+def test_a_holding_dropped_unclosed_stops_renewing_and_its_lease_expires(
+    store: S3Store, bucket: str
+) -> None:
+    """A request that died between taking the lease and using it blocks the output only
+    until the lease expires, not for as long as the process lives."""
+    output = S3Uri(bucket, "out/e.wav")
+    held = Holding(store, output, seconds=0.9)
+    thread = held._thread
+    del held  # no close(): its request was cancelled
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    time.sleep(1.0)  # past the expiry the last renewal set
+    acquire(store, output)  # expired: taken over

@@ -18,7 +18,7 @@ import pytest
 
 from tests.env import services
 from tests.env.environment import Environment
-from tests.env.kube import apply_yaml, wait_for
+from tests.env.kube import WaitTimeout, apply_yaml, wait_for
 
 from .conftest import (
     REPO,
@@ -111,7 +111,10 @@ def test_killed_operator_restarts_and_finishes_without_repeating_work(
         done_at_kill = len(json_versions(s3, bucket))
         second = start_operator(environ, log)
         try:
-            job = wait_phase(test_env, namespace, "crash", {"Succeeded", "Failed"}, timeout=120)
+            try:
+                job = wait_phase(test_env, namespace, "crash", {"Succeeded", "Failed"}, timeout=120)
+            except WaitTimeout:
+                pytest.fail(f"no end after the restart; operator log:\n{log.read_text()[-6000:]}")
         finally:
             stop(second)
         versions = json_versions(s3, bucket)
