@@ -145,6 +145,7 @@ async def job_daemon(
         except Exception:  # a spec the models refuse: the runner reports it; stop
             mode = "Batch"
         delay = runner_retry(mode, retry)
+        await runtime.report_runner_failure(ref, error, retry + 1, delay)
         if delay is None:  # a Batch job's runner failing again and again: a bug, not weather
             raise kopf.PermanentError(f"job runner failed {retry + 1} times: {error}") from error
         raise kopf.TemporaryError(

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from hark_operator.clients.kube import KubeClient, is_conflict
@@ -20,7 +20,7 @@ from hark_operator.clients.storage import ErrorRecorder, Stores
 from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.env import JobEnv
 from hark_operator.jobs.lifecycle import JobRunner
-from hark_operator.jobs.reporter import Conflict, Reporter
+from hark_operator.jobs.reporter import Conflict, Reporter, runner_failure_status
 from hark_operator.jobs.work import Processor
 from hark_operator.notifications import DropFolder, NotificationReceiver
 from hark_operator.peering import PeeringLeader
@@ -210,6 +210,10 @@ class Runtime:
         await self.notifications.stop()
         await self.dispatcher.close()
         await self.processor.aclose()
+        # Only a scaler with an HTTP client of its own (serve-api) has one to close.
+        close_scaler = getattr(self.scaler, "aclose", None)
+        if close_scaler is not None:
+            await close_scaler()
         self.stores.close()
 
     def backlog(self) -> float:
@@ -289,3 +293,28 @@ class Runtime:
         finally:
             if self.jobs.get(ref.key) is runner:
                 del self.jobs[ref.key]
+
+    async def report_runner_failure(
+        self, ref: JobRef, error: BaseException, failures: int, retry_in: float | None
+    ) -> None:
+        """Say in the job's status that its runner failed (see `runner_failure_status`).
+
+        Best effort: the failure is also a kopf Event, and a status that cannot be
+        written now is written by the next start.
+        """
+        status = KubeStatus(self.kube, ref)
+        text = f"{type(error).__name__}: {error}"[:1000]
+        for _ in range(3):  # a conflict with another writer: read again
+            try:
+                previous, version = await status.read()
+                obj_generation = previous.observed_generation
+                new = runner_failure_status(
+                    previous, text, failures, retry_in, datetime.now(timezone.utc), obj_generation
+                )
+                await status.write(new, version)
+                return
+            except Conflict:
+                continue
+            except Exception as exc:
+                log.warning("%s: could not report the runner's failure: %s", ref.key, exc)
+                return

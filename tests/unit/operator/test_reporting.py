@@ -7,7 +7,14 @@ from datetime import datetime, timedelta, timezone
 
 from hark_operator.jobs.planner import PlanItem
 from hark_operator.jobs.progress import JobTracker
-from hark_operator.jobs.reporter import Conflict, Observation, Reporter, build_status, set_condition
+from hark_operator.jobs.reporter import (
+    Conflict,
+    Observation,
+    Reporter,
+    build_status,
+    runner_failure_status,
+    set_condition,
+)
 from hark_operator.resource.models import Counts, JobStatus
 from hark_serving.runs.itemspec import ItemError, ItemResult
 from hark_serving.storage.uris import S3Uri
@@ -217,3 +224,24 @@ def test_a_paused_processor_and_unwritten_error_records_are_conditions() -> None
         "False",
         "StorageUnavailable",
     )
+
+
+def test_a_runner_that_will_start_again_reads_pending_with_the_reason() -> None:
+    previous = JobStatus(phase="Watching", counts=Counts(total=3, succeeded=3))
+    status = runner_failure_status(previous, "RuntimeError: boom", 2, 20.4, T0, 4)
+    assert status.phase == "Pending" and status.counts == previous.counts
+    (progressing,) = [c for c in status.conditions if c.type == "Progressing"]
+    assert (progressing.status, progressing.reason) == ("False", "RunnerFailed")
+    assert progressing.message == (
+        "the job's runner failed: RuntimeError: boom; it starts again in 20s (failure 2)"
+    )
+    assert progressing.observed_generation == 4 and status.completion_time is None
+    assert not [c for c in status.conditions if c.type == "Failed"]
+
+
+def test_a_batch_runner_that_gave_up_reads_failed() -> None:
+    status = runner_failure_status(JobStatus(phase="Running"), "KeyError: 'x'", 21, None, T0, 1)
+    assert status.phase == "Failed" and status.finished and status.completion_time == T0
+    reasons = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert reasons["Failed"] == ("True", "RunnerFailed")
+    assert reasons["Progressing"] == ("False", "RunnerFailed")
