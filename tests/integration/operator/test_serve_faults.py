@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 FILES = 12
+OUTAGE_SECONDS = 90  # the Serve app down mid-job, as long as a head pod restart
 # The operator's own defaults (the fixtures' environment shortens them for other tests).
 DEFAULT_RETRY = {"HARK_RETRY_BASE_SECONDS": "2", "HARK_RETRY_MAX_SECONDS": "300"}
 
@@ -89,6 +91,7 @@ def assert_each_file_written_once(s3: S3Client, bucket: str, job: dict[str, Any]
     assert set(versions.values()) == {1}, versions  # nothing written twice
 
 
+@pytest.mark.timeout(600)  # a 90 s outage, then the backoff it built up
 def test_the_serve_app_down_mid_job_then_back_loses_and_repeats_nothing(
     test_env: Environment,
     hark_crds: Path,
@@ -119,6 +122,7 @@ def test_the_serve_app_down_mid_job_then_back_loses_and_repeats_nothing(
             apply_yaml(test_env, job_manifest("outage", bucket, maxAttempts=1), namespace=namespace)
             wait_for(lambda: len(json_versions(s3, bucket)) >= 2, timeout=180, message="2 outputs")
             app.down()  # a RayService upgrade, a head pod restart: nobody answers /v1/items
+            down_at = time.monotonic()
             paused = wait_for(
                 lambda: (
                     (j := get_job(test_env, namespace, "outage"))
@@ -130,6 +134,8 @@ def test_the_serve_app_down_mid_job_then_back_loses_and_repeats_nothing(
             )
             gauge_while_down = metrics.PROCESSOR_AVAILABLE._value.get()
             written_while_down = len(json_versions(s3, bucket))
+            # Down for as long as a head pod restart takes, while the backoff grows.
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
             app.up()
             job = wait_phase(test_env, namespace, "outage", {"Succeeded", "Failed"}, timeout=300)
     finally:
