@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from hark_operator import metrics
 from hark_operator.errors import ProcessorUnavailable
 from hark_operator.jobs.faults import blame
-from hark_operator.jobs.gate import Gate, GateState
+from hark_operator.jobs.gate import Gate, GateState, probe_policy
 from hark_operator.jobs.work import FailureRecorder, Outcome, Processor, Sink, WorkItem
 from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
@@ -140,7 +140,7 @@ class Dispatcher:
         self.recorder = recorder
         self.clock = clock
         self.rng = rng or random.Random()
-        self.gate = Gate(self.backoff, clock=clock, rng=self.rng)
+        self.gate = Gate(probe_policy(self.backoff), clock=clock, rng=self.rng)
         self._answers = 0  # results the processor gave (its sign of life, for timeouts)
         self._jobs: dict[str, _Job] = {}
         self._owners: dict[str, str] = {}  # item key → job key

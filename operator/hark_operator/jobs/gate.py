@@ -17,11 +17,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hark_serving.retry import RetryPolicy
 
 REFUSED = "processor_refused"
+# A probe is one request for the whole operator, so it may come often: a Serve app
+# back after a 90 s restart is found within half a minute, not after the five
+# minutes an item's backoff may reach by then.
+PROBE_CAP_SECONDS = 30.0
+
+
+def probe_policy(items: RetryPolicy) -> RetryPolicy:
+    """The gate's probe schedule: the items' backoff, capped at `PROBE_CAP_SECONDS`."""
+    return replace(items, cap=min(items.cap, PROBE_CAP_SECONDS), attempts=None)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hark_operator.jobs.faults import blame
-from hark_operator.jobs.gate import Gate
+from hark_operator.jobs.gate import PROBE_CAP_SECONDS, Gate, probe_policy
 from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemError, ItemResult
 
@@ -62,3 +62,11 @@ def test_the_gate_pauses_probes_once_and_reopens_on_an_answer() -> None:
     assert gate.sent()
     gate.answered(probe=True)
     assert gate.available and gate.may_send() and gate.changes == 2
+
+
+def test_probes_of_a_long_outage_come_at_most_half_a_minute_apart() -> None:
+    items = RetryPolicy(base=2, cap=300, attempts=None, jitter=0)
+    probes = probe_policy(items)
+    assert probes.cap == PROBE_CAP_SECONDS == 30 and probes.base == 2
+    assert [probes.delay(n) for n in (1, 4, 5, 12)] == [2, 16, 30, 30]
+    assert items.delay(12) == 300  # items keep their own, longer backoff
