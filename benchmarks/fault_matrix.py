@@ -66,12 +66,11 @@ from tests.integration.operator.conftest import (  # noqa: E402
     upload,
     wait_phase,
 )
-from tests.integration.operator.test_serve_faults import (  # noqa: E402
-    App,
+from tests.integration.operator.test_serve_faults import App, condition  # noqa: E402
+from tests.integration.operator.test_serve_keys_and_replicas import (  # noqa: E402
     _operator_keys,
     _serve_keys,
     _transcriber_pid,
-    condition,
 )
 from tests.integration.serve.conftest import app_args  # noqa: E402
 
