@@ -34,6 +34,7 @@ ARTIFACTS = REPO / "test-artifacts" / "console"
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "console-test-token"
 MAX_UPLOAD_BYTES = 4_000_000
+PROXY_MAX_BYTES = 2 * MAX_UPLOAD_BYTES
 
 
 @dataclass
@@ -142,6 +143,10 @@ def hark_server(
             "HARK_API_TOKEN": TOKEN,
             # Small, so a test can go over it with a fixture file.
             "HARK_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+            # Two of the largest uploads at once fill Serve's proxy (a test holds two open
+            # to show the busy state); the first upload is always admitted, so the other
+            # tests, which send one at a time, never meet it.
+            "HARK_PROXY_MAX_BYTES_IN_FLIGHT": str(PROXY_MAX_BYTES),
             "HARK_CONSOLE_JOBS_NAMESPACES": jobs_access.namespace,
             "KUBECONFIG": str(jobs_access.kubeconfig),
             "RAY_USAGE_STATS_ENABLED": "0",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,7 @@ import pytest
 
 from tests.env.environment import Environment
 
-from .conftest import MAX_UPLOAD_BYTES, JobsAccess, Server
+from .conftest import MAX_UPLOAD_BYTES, PROXY_MAX_BYTES, JobsAccess, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -188,6 +192,67 @@ def test_a_file_over_the_upload_limit_shows_the_api_message(
     tab.page.wait_for_selector("#queue .state-error")
     assert tab.page.text_content("#queue .state-error .status") == message
     tab.finish(allowed_statuses=(413,))
+
+
+@contextlib.contextmanager
+def slow_uploads(server: Server, count: int) -> Iterator[None]:
+    """`count` uploads of the largest size the server takes, each trickling its file
+    part (fast enough for the receive timeout): Serve's proxy is full until the block
+    ends."""
+    host, port = server.url.removeprefix("http://").split(":")
+    stop = threading.Event()
+    socks = []
+    head = (
+        b'--hog\r\nContent-Disposition: form-data; name="file"; filename="hog.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\n"
+    )
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(
+            f"POST /v1/transcribe HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {server.token}\r\nContent-Length: {MAX_UPLOAD_BYTES}\r\n"
+            "Content-Type: multipart/form-data; boundary=hog\r\n\r\n".encode()
+            + head
+        )
+        socks.append(sock)
+
+    def trickle() -> None:
+        while not stop.wait(0.5):
+            for sock in socks:
+                sock.sendall(b"\0" * 2048)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)  # the proxy has admitted them
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        for sock in socks:
+            sock.close()
+
+
+def test_a_busy_server_shows_its_message_and_when_to_try_again(
+    open_page: Any, hark_server: Server, audio_dir: Path
+) -> None:
+    """Serve's proxy is full: the API answers 503 with Retry-After, and the page says so."""
+    clip = audio_dir / "one_sentence_16k.wav"
+    tab = open_page()
+    with slow_uploads(hark_server, 2):
+        api = api_transcribe(hark_server, clip)
+        received = transcribe_in_page(tab, clip)
+        tab.page.wait_for_selector("#queue .state-error")
+        shown = tab.page.text_content("#queue .state-error .status")
+        tab.screenshot("busy")
+    assert api.status_code == 503 and api.headers["Retry-After"] == "5"
+    error = api.json()["error"]
+    assert error["code"] == "overloaded" and str(PROXY_MAX_BYTES) in error["message"]
+    assert received.status == 503
+    assert shown is not None and shown.endswith(" — The server is busy; try again in 5 s.")
+    assert "bytes of request bodies are in progress here" in shown
+    tab.finish(allowed_statuses=(503,))
+    assert api_transcribe(hark_server, clip).status_code == 200  # free again
 
 
 def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(
