@@ -9,7 +9,8 @@ mapped and assigned, so its weights are read once, when first used.
 
 Everything else comes from funasr itself: the config resolution of a model
 directory (`configuration.json` + `config.yaml`), the registered tokenizer,
-frontend and model classes. `build_with_funasr` is the plain funasr path, used
+frontend and model classes, imported without the rest of funasr
+(`engine.funasr_modules`). `build_with_funasr` is the plain funasr path, used
 when a checkpoint cannot be memory-mapped.
 """
 
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from hark_serving.engine.funasr_modules import import_model_code
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ def build_with_funasr(model_dir: Path, device: str, threads: int, dither: float 
 
 
 def load(model_dir: Path, device: str, threads: int) -> Loaded:
+    # funasr's model code without the 5 s import of the whole package (see funasr_modules).
+    import_model_code()
     try:
         return build_fast(model_dir, device)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:

@@ -109,3 +109,31 @@ def test_importing_hark_loads_no_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_start_imports_funasrs_model_code_and_not_the_whole_package(
+    tiny_model_dir: Path, audio_dir: Path
+) -> None:
+    """`import funasr` runs every funasr module (about 5 s); a start needs a handful."""
+    code = """
+import json, sys
+from hark import Transcriber
+t = Transcriber(model=sys.argv[1], device="cpu", precision="float32", vad="silero")
+first = t.transcribe_file(sys.argv[2]).to_json_dict()
+light = sorted(m for m in sys.modules if m.split(".")[0] == "funasr")
+heavy = sorted(m for m in ("funasr.auto.auto_model", "sklearn", "transformers") if m in sys.modules)
+from funasr import AutoModel  # the rest of funasr is still there for whoever asks
+again = t.transcribe_file(sys.argv[2]).to_json_dict()
+print(json.dumps({"light": light, "heavy": heavy, "auto": AutoModel.__name__,
+                  "same": [s["text"] for s in first["segments"]] == [s["text"] for s in again["segments"]],
+                  "segments": len(first["segments"])}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_model_dir), str(audio_dir / "one_sentence_16k.wav")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["heavy"] == [], seen["heavy"]
+    assert "funasr.models.sense_voice.model" in seen["light"] and len(seen["light"]) < 80
+    assert seen["auto"] == "AutoModel" and seen["same"] and seen["segments"] >= 1
