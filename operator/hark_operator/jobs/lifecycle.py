@@ -21,8 +21,10 @@ completes it. Nothing lives only in memory: a new runner (after a restart)
 scans S3 and carries on. The existing transcripts' summaries are read for the
 job summary by a separate pass in the background (`_seed_summary`), so a
 restart in a folder holding many transcripts dispatches a new upload as fast
-as the listing reaches it, whatever the history. Deleting the job cancels the
-runner; in-flight items are abandoned and outputs stay.
+as the listing reaches it, whatever the history. A job with `analytics` keeps
+its QA reports and drains its alert outbox beside this (`jobs.analytics`); a
+finished job's runner stays until the outbox is empty. Deleting the job cancels
+the runner; in-flight items are abandoned and outputs stay.
 """
 
 from __future__ import annotations
