@@ -17,6 +17,7 @@ from typing import Any
 from hark_operator.clients.kube import KubeClient, is_conflict
 from hark_operator.clients.serve import FileToken, SecretToken, ServeProcessor
 from hark_operator.clients.storage import ErrorRecorder, Stores
+from hark_operator.clients.webhook import AlertWebhook
 from hark_operator.jobs.dispatcher import Dispatcher
 from hark_operator.jobs.env import JobEnv
 from hark_operator.jobs.lifecycle import JobRunner
@@ -165,11 +166,18 @@ class Runtime:
             ),
             recorder=ErrorRecorder(self.stores),
         )
+        self.webhook = (
+            AlertWebhook(settings.webhook_url, settings.webhook_secret_value())
+            if settings.webhook_url
+            else None
+        )
         self.env = JobEnv(
             self.dispatcher,
             self.stores,
             status_interval=settings.status_interval_seconds,
             retry_cap=settings.retry_max_seconds,
+            report_interval=settings.report_interval_seconds,
+            webhook=self.webhook,
         )
         self.jobs: dict[str, JobRunner] = {}
         self.scaler = scaler or build_scaler(settings, kube, self.processor)
@@ -214,6 +222,8 @@ class Runtime:
         close_scaler = getattr(self.scaler, "aclose", None)
         if close_scaler is not None:
             await close_scaler()
+        if self.webhook is not None:
+            await self.webhook.aclose()
         self.stores.close()
 
     def backlog(self) -> float:

@@ -94,6 +94,23 @@ class OperatorSettings(StorageSettings):
         None, description="Bearer token the object store sends with each notification."
     )
 
+    # Call analytics (docs/analytics.md)
+    webhook_url: str | None = Field(
+        None,
+        pattern=r"^(https?://.+)?$",
+        description="Where alerts of `alert: true` categories of every job are posted (signed "
+        "JSON, at least once, through each job's outbox in S3); unset or empty: Events and "
+        "metrics only.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Shared secret of the alert webhook's HMAC-SHA256 signature."
+    )
+    report_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A job's QA report is rewritten at most this often while calls finish.",
+    )
+
     # Scope and identity
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Namespaces to watch, comma-separated; empty: all."
@@ -132,7 +149,12 @@ class OperatorSettings(StorageSettings):
             raise ValueError("set HARK_ITEMS_TOKEN or HARK_ITEMS_TOKEN_FILE, not both")
         if self.scaler == "serve-api" and not self.ray_dashboard_url:
             raise ValueError("HARK_SCALER=serve-api needs HARK_RAY_DASHBOARD_URL")
+        if self.webhook_url and not self.webhook_secret_value():
+            raise ValueError("HARK_WEBHOOK_URL needs HARK_WEBHOOK_SECRET to sign the alerts with")
         return self
+
+    def webhook_secret_value(self) -> str:
+        return self.webhook_secret.get_secret_value().strip() if self.webhook_secret else ""
 
     def items_token_value(self) -> str | None:
         """The items token, from the variable or the file; ConfigError naming the file."""

@@ -231,6 +231,9 @@ Included by the templates that depend on them (it renders nothing).
 {{- fail (printf "storage.profiles.%s.credentials: set both accessKeyId and secretAccessKey, or existingSecret, or neither" $name) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.operator.alerts.webhook.url (not .Values.operator.alerts.webhook.existingSecret) }}
+{{- fail "operator.alerts.webhook.url needs operator.alerts.webhook.existingSecret: the Secret holding the key the alerts are signed with" }}
+{{- end }}
 {{- if lt (int .Values.ray.terminationGracePeriodSeconds) 600 }}
 {{- fail (printf "ray.terminationGracePeriodSeconds (%d) must be at least 600, the time a Worker replica drains its requests; shorter, and scale-down or a node drain cuts work short" (int .Values.ray.terminationGracePeriodSeconds)) }}
 {{- end }}

@@ -1,5 +1,5 @@
-"""What every job runner of a process shares: the dispatcher, the stores, the clock and
-the timing of status writes and scan retries."""
+"""What every job runner of a process shares: the dispatcher, the stores, the clock, the
+timing of status writes, scan retries and QA report rewrites, and the alert webhook."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from hark_operator.clients.storage import Stores
+from hark_operator.clients.webhook import AlertWebhook
 from hark_operator.jobs.claims import OutputClaims
 from hark_operator.jobs.dispatcher import Dispatcher
 
@@ -28,3 +29,5 @@ class JobEnv:
     page_size: int = 1000
     wall: Callable[[], datetime] = utcnow
     claims: OutputClaims = field(default_factory=OutputClaims)
+    report_interval: float = 60.0  # a QA report is rewritten at most this often
+    webhook: AlertWebhook | None = None  # where alerts go; None: Events and metrics only

@@ -21,8 +21,10 @@ completes it. Nothing lives only in memory: a new runner (after a restart)
 scans S3 and carries on. The existing transcripts' summaries are read for the
 job summary by a separate pass in the background (`_seed_summary`), so a
 restart in a folder holding many transcripts dispatches a new upload as fast
-as the listing reaches it, whatever the history. Deleting the job cancels the
-runner; in-flight items are abandoned and outputs stay.
+as the listing reaches it, whatever the history. A job with `analytics` keeps
+its QA reports and drains its alert outbox beside this (`jobs.analytics`); a
+finished job's runner stays until the outbox is empty. Deleting the job cancels
+the runner; in-flight items are abandoned and outputs stay.
 """
 
 from __future__ import annotations
@@ -41,21 +43,20 @@ from pydantic import ValidationError
 
 from hark_operator import metrics
 from hark_operator.errors import JobConfigError
+from hark_operator.jobs.analytics import JobAnalytics
 from hark_operator.jobs.env import JobEnv
 from hark_operator.jobs.gate import GateNews
 from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
 from hark_operator.jobs.progress import JobTracker
-from hark_operator.jobs.qa_report import write_qa_report
 from hark_operator.jobs.refused import refuse
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
 from hark_operator.jobs.summary_store import SummaryKeeper
 from hark_operator.jobs.verdict import final_verdict, over_budget
-from hark_operator.jobs.work import Outcome, WorkItem
+from hark_operator.jobs.work import Outcome, WorkItem, item_request
 from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
 from hark_serving.errors import AccessDenied, StorageError, StorageUnavailable
 from hark_serving.retry import RetryPolicy
-from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
 
@@ -111,6 +112,7 @@ class JobRunner:
         self._seeder: asyncio.Task[None] | None = None
         self._refused: set[str] = set()  # inputs whose keys the worker refuses, reported
         self._gate_news = GateNews(env.dispatcher.gate)
+        self.analytics: JobAnalytics | None = None
 
     @property
     def key(self) -> str:
@@ -128,7 +130,17 @@ class JobRunner:
     # -- the loop --------------------------------------------------------------
 
     async def run(self) -> JobStatus:
+        try:
+            return await self._run()
+        finally:
+            if self.analytics is not None:
+                await self.analytics.close()
+
+    async def _run(self) -> JobStatus:
         if self.status.finished:
+            self.analytics = await JobAnalytics.resume(
+                self.ref, self.spec, self.env, self.reporter, self.summary
+            )
             await self._after_finish()
             return self.status
         self.start_time = self.start_time or self.env.wall()
@@ -171,6 +183,9 @@ class JobRunner:
         except JobConfigError as exc:
             return await self._fail("InvalidStorage", str(exc))
         self.summary.start(store)
+        self.analytics = JobAnalytics.start(
+            self.ref, spec, self.env, self.reporter, self.summary, running=True
+        )
         await self.reporter.event(
             "Normal", "Started", f"{spec.mode} job: {spec.input.uri} → {spec.output.uri}"
         )
@@ -221,6 +236,8 @@ class JobRunner:
                             chunk=CHUNK,
                         )
                     )
+                    if self.analytics is not None:
+                        self.analytics.open_after(self._seeded)
                 tally = await self._scan(store, spec)
             except (StorageError, JobConfigError) as exc:
                 code = getattr(exc, "code", "storage_error")
@@ -297,9 +314,9 @@ class JobRunner:
                         await self._refuse(item)
                         continue
                     if item.state == "pending" and not self.env.dispatcher.busy(item.key):
-                        work = WorkItem(
-                            item.key, self._request(spec, item), item.size, item.etag, tag
-                        )
+                        outbox = self.analytics.alerts_prefix if self.analytics else None
+                        request = item_request(spec, item, self.key, outbox)
+                        work = WorkItem(item.key, request, item.size, item.etag, tag)
                         await self.env.dispatcher.submit(self.key, work)
         except BaseException:
             self.tracker.abandon_scan()
@@ -318,19 +335,6 @@ class JobRunner:
         failure = await refuse(item, self.key, self.env.dispatcher.recorder, self.env.wall())
         self.tracker.seed_failures([failure])
         self.summary.tally.add_failure(failure.key, failure.reason, failure.message)
-
-    def _request(self, spec: JobSpec, item: PlanItem) -> ItemRequest:
-        return ItemRequest(
-            input_uri=str(item.input),
-            output_uri=str(item.output_base),
-            formats=spec.formats(),
-            options=spec.options.transcribe_options(),
-            job=self.key,
-            profile=spec.storage.profile,
-            overwrite=spec.output.overwrite,
-            max_segment_seconds=spec.options.vad.max_segment_seconds,
-            categories=spec.analytics.categories if spec.analytics else None,
-        )
 
     # -- outcomes and the summary ----------------------------------------------
 
@@ -354,6 +358,8 @@ class JobRunner:
                 self.summary.background(self.reporter.event("Warning", "ItemFailed", text))
             return
         if result.alerts:
+            if self.analytics is not None:
+                self.analytics.alerted()
             metrics.count_category_matches(result.alerts)
             text = f"{item.request.input_uri}: {', '.join(result.alerts)} → {result.output_uri}"
             self.summary.background(self.reporter.event("Warning", "CategoryAlert", text))
@@ -444,9 +450,8 @@ class JobRunner:
         )
         if await self.summary.write(target, doc, force=final):
             self.summary_uri = str(target)
-        if final and spec.analytics is not None and self.summary.store is not None:
-            job = f"{self.ref.namespace}.{self.ref.name}"
-            await write_qa_report(spec, job, self.summary.store, self.env.stores, self.reporter)
+        if final and self.analytics is not None:
+            await self.analytics.finish()
 
     async def _succeed(self, spec: JobSpec) -> bool:
         await self._seeded()
@@ -468,7 +473,12 @@ class JobRunner:
         return True
 
     async def _after_finish(self) -> None:
-        """ttlSecondsAfterFinished: delete the job object (its outputs stay)."""
+        """Deliver the alerts still in the outbox; with ttlSecondsAfterFinished, delete the
+        job object (its outputs stay) when that time has passed."""
+        settled = [self.analytics.settled()] if self.analytics is not None else []
+        await asyncio.gather(self._expire(), *settled)
+
+    async def _expire(self) -> None:
         ttl = self.spec().ttl_seconds_after_finished
         if ttl is None or self.delete is None:
             return

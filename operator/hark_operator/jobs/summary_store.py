@@ -1,13 +1,14 @@
 """Keeping a job's summary current while it runs: transcripts and error files are read
-in the background (a few at a time), their totals added to the tally, and the
-summary document written back to S3 when it changed."""
+in the background (a few at a time), their totals added to the tally (and each
+transcript handed to `on_transcript`, once), and the summary document written back
+to S3 when it changed."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from datetime import datetime
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ class SummaryKeeper:
         self.name = name
         self.tally = SummaryTally()
         self.store: S3Store | None = None
+        # Each transcript read, handed on (the QA report keeps its calls).
+        self.on_transcript: Callable[[S3Uri, dict[str, Any]], Awaitable[None]] | None = None
         self._queue: asyncio.Queue[tuple[Kind, S3Uri, str]] = asyncio.Queue(maxsize=64)
         self._readers = readers
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,6 +128,8 @@ class SummaryKeeper:
             return
         if kind == "json":
             self.tally.add_transcript(doc)
+            if self.on_transcript is not None:
+                await self.on_transcript(base, doc)
             return
         code, message = str(doc.get("code", "failed")), str(doc.get("message", ""))
         self.tally.add_failure(source, code, message)

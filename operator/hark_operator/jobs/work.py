@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
+
+if TYPE_CHECKING:
+    from hark_operator.jobs.planner import PlanItem
+    from hark_operator.resource.models import JobSpec
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,24 @@ class WorkItem:
     size: int = 0
     etag: str = ""  # the input's ETag when it was listed
     tag: int = 0  # the caller's bookkeeping: the scan that queued it
+
+
+def item_request(
+    spec: JobSpec, item: PlanItem, job: str, alerts_prefix: str | None = None
+) -> ItemRequest:
+    """What is sent for one input of job `job` (`namespace/name`)."""
+    return ItemRequest(
+        input_uri=str(item.input),
+        output_uri=str(item.output_base),
+        formats=spec.formats(),
+        options=spec.options.transcribe_options(),
+        job=job,
+        profile=spec.storage.profile,
+        overwrite=spec.output.overwrite,
+        max_segment_seconds=spec.options.vad.max_segment_seconds,
+        categories=spec.analytics.categories if spec.analytics else None,
+        alerts_prefix=alerts_prefix,
+    )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,12 @@ One delivery per transcript that matched alert categories. The body is JSON;
 under the shared secret, and `Idempotency-Key` is stable for one file's content and
 set of categories, so a receiver can drop the repeats that at-least-once delivery
 brings. A delivery is retried on connection errors, 408, 425, 429 and 5xx answers,
-with exponential backoff, jitter and a cap; any other answer ends it.
+with the project's one backoff (`hark_serving.retry.RetryPolicy`: exponential, jitter,
+a cap); any other answer ends it.
+
+An alert's JSON body (`Alert.payload`) is also what the outbox of a TranscriptionJob
+holds until the operator has delivered it: `<outbox>/<idempotency key>.json`
+(`record_name`), read back with `Alert.from_payload`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from hark_serving.retry import RetryPolicy
 from hark_serving.transcript.schema import Transcript
 
 log = logging.getLogger(__name__)
@@ -30,7 +35,10 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hark-Signature-256"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_HEADER = "X-Hark-Event"
+ALERT_SCHEMA = "hark.alert/v1"
 RETRY_STATUS = frozenset({408, 425, 429})
+# 8 tries, 0.5 s doubling, capped at 60 s, each wait minus up to 20% (docs/analytics.md).
+WEBHOOK_RETRY = RetryPolicy(base=0.5, factor=2.0, cap=60.0, attempts=8, jitter=0.2)
 _COUNTERS: dict[int, Counter] = {}
 
 
@@ -56,7 +64,7 @@ class Alert:
 
     def payload(self) -> dict[str, Any]:
         return {
-            "type": "hark.alert/v1",
+            "type": ALERT_SCHEMA,
             "file": self.uri,
             "transcript": self.transcript,
             "idempotency_key": self.key,
@@ -67,6 +75,37 @@ class Alert:
 
     def body(self) -> bytes:
         return json.dumps(self.payload(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_payload(cls, doc: object) -> Alert:
+        """The alert of a `payload()` read back; ValueError naming what is wrong."""
+        if not isinstance(doc, dict) or doc.get("type") != ALERT_SCHEMA:
+            raise ValueError(f"not a {ALERT_SCHEMA} document")
+        try:
+            categories = {
+                str(c["name"]): [
+                    {"start": float(p["start"]), "end": float(p["end"])} for p in c["points"]
+                ]
+                for c in doc["categories"]
+            }
+            alert = cls(
+                uri=str(doc["file"]),
+                transcript=str(doc["transcript"]),
+                key=str(doc["idempotency_key"]),
+                categories=categories,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"malformed {ALERT_SCHEMA} document ({type(exc).__name__}: {exc})"
+            ) from None
+        if not categories:
+            raise ValueError(f"{ALERT_SCHEMA} document names no category")
+        return alert
+
+
+def record_name(key: str) -> str:
+    """The outbox object of the alert with idempotency key `key`."""
+    return f"{key}.json"
 
 
 def idempotency_key(uri: str, content: str, categories: list[str]) -> str:
@@ -111,25 +150,20 @@ def verify(secret: str, body: bytes, signature: str) -> bool:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 8
-    base_seconds: float = 0.5
-    factor: float = 2.0
-    cap_seconds: float = 60.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, rand: float | None = None) -> float:
-        """Wait before try `attempt + 1`: base·factor^(attempt-1), capped, minus up to `jitter`."""
-        raw = min(self.cap_seconds, self.base_seconds * self.factor ** (attempt - 1))
-        return raw * (1.0 - self.jitter * (random.random() if rand is None else rand))
-
-
-@dataclass(frozen=True)
 class Delivery:
     delivered: bool
     attempts: int
     status: int | None
     error: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """The receiver answered, with a status that trying again would not change."""
+        return not self.delivered and self.status is not None and not retryable(self.status)
+
+
+def retryable(status: int) -> bool:
+    return status >= 500 or status in RETRY_STATUS
 
 
 class WebhookSender:
@@ -140,7 +174,7 @@ class WebhookSender:
         url: str,
         secret: str,
         *,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy = WEBHOOK_RETRY,
         timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -148,6 +182,9 @@ class WebhookSender:
             raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
         if not secret:
             raise ValueError("a webhook needs a secret to sign with (HARK_WEBHOOK_SECRET)")
+        if policy.attempts is None:
+            raise ValueError("a webhook's retry policy needs a bound on its tries")
+        self.attempts = policy.attempts
         self.url = url
         self.secret = secret
         self.policy = policy
@@ -167,18 +204,18 @@ class WebhookSender:
         }
         status: int | None = None
         error: str | None = None
-        for attempt in range(1, self.policy.attempts + 1):
+        for attempt in range(1, self.attempts + 1):
             try:
                 response = self.client.post(self.url, content=body, headers=headers)
                 status, error = response.status_code, None
                 if status < 300:
                     return Delivery(True, attempt, status)
-                if status < 500 and status not in RETRY_STATUS:
+                if not retryable(status):
                     return Delivery(False, attempt, status, f"the receiver answered {status}")
                 error = f"the receiver answered {status}"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            if attempt < self.policy.attempts:
+            if self.policy.allows(attempt):
                 delay = self.policy.delay(attempt)
                 log.info(
                     "webhook %s: try %d failed (%s); again in %.1fs",
@@ -188,4 +225,4 @@ class WebhookSender:
                     delay,
                 )
                 self.sleep(delay)
-        return Delivery(False, self.policy.attempts, status, error)
+        return Delivery(False, self.attempts, status, error)

@@ -2,6 +2,9 @@
 
 `build_report` is a plain function from (key, transcript link, transcript) triples
 to a `QaReport`; `render_csv`, `render_json` and `render_html` turn it into bytes.
+Each call is first reduced to a small `CallEntry` (its row, its emotion seconds per
+tenth of the call, its silences), so a report kept up to date while a job runs
+(`assemble`) holds entries, not transcripts.
 Metadata comes from each key through a pattern such as
 `{date}/{agent}/{call_id}.wav`; a key that does not fit keeps empty columns.
 Calls are "flagged" by matched categories (alerts count double) and summary flags.
@@ -13,9 +16,10 @@ import csv
 import io
 import json
 import re
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from typing import Any
 
@@ -117,24 +121,69 @@ def _row(key: str, link: str, t: Transcript, pattern: MetadataPattern | None) ->
     )
 
 
-def _emotion_bins(items: Iterable[Transcript]) -> dict[str, list[dict[str, float]]]:
+Bins = dict[str, list[dict[str, float]]]  # role → per tenth of the call: emotion → seconds
+
+
+@dataclass(frozen=True)
+class CallEntry:
+    """What a report needs of one call."""
+
+    row: CallRow
+    emotions: Bins
+    non_talk: tuple[float, ...]
+
+
+def call_entry(
+    key: str, link: str, t: Transcript, pattern: MetadataPattern | None = None
+) -> CallEntry:
+    return CallEntry(
+        row=_row(key, link, t, pattern),
+        emotions=_emotion_bins(t),
+        non_talk=tuple(
+            round(i.end - i.start, 3) for i in (t.call.non_talk.instances if t.call else [])
+        ),
+    )
+
+
+def pack(entry: CallEntry) -> bytes:
+    """An entry in a few hundred bytes (compressed JSON), for reports kept while a job runs."""
+    doc = {"row": asdict(entry.row), "emotions": entry.emotions, "non_talk": entry.non_talk}
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode())
+
+
+def unpack(data: bytes) -> CallEntry:
+    doc = json.loads(zlib.decompress(data))
+    return CallEntry(CallRow(**doc["row"]), doc["emotions"], tuple(doc["non_talk"]))
+
+
+def _emotion_bins(t: Transcript) -> Bins:
     """Per role, per tenth of the call: seconds of each emotion (relative call time)."""
-    bins: dict[str, list[dict[str, float]]] = {}
-    for t in items:
-        duration = t.source.duration
-        if duration <= 0:
+    bins: dict[str, list[defaultdict[str, float]]] = {}
+    duration = t.source.duration
+    if duration <= 0:
+        return {}
+    for seg in t.segments:
+        if not seg.emotion or not seg.text or seg.end <= seg.start:
             continue
-        for seg in t.segments:
-            if not seg.emotion or not seg.text or seg.end <= seg.start:
-                continue
-            role = seg.role or "speaker"
-            role_bins = bins.setdefault(role, [defaultdict(float) for _ in range(TIME_BINS)])
-            for i in range(TIME_BINS):
-                lo, hi = duration * i / TIME_BINS, duration * (i + 1) / TIME_BINS
-                overlap = min(seg.end, hi) - max(seg.start, lo)
-                if overlap > 0:
-                    role_bins[i][seg.emotion] += overlap
-    return {r: [{k: round(v, 3) for k, v in b.items()} for b in bs] for r, bs in bins.items()}
+        role = seg.role or "speaker"
+        role_bins = bins.setdefault(role, [defaultdict(float) for _ in range(TIME_BINS)])
+        for i in range(TIME_BINS):
+            lo, hi = duration * i / TIME_BINS, duration * (i + 1) / TIME_BINS
+            overlap = min(seg.end, hi) - max(seg.start, lo)
+            if overlap > 0:
+                role_bins[i][seg.emotion] += overlap
+    return {r: [dict(b) for b in bs] for r, bs in bins.items()}
+
+
+def _sum_bins(entries: Iterable[CallEntry]) -> Bins:
+    total: dict[str, list[defaultdict[str, float]]] = {}
+    for e in entries:
+        for role, bs in e.emotions.items():
+            role_bins = total.setdefault(role, [defaultdict(float) for _ in range(TIME_BINS)])
+            for i, b in enumerate(bs):
+                for emotion, seconds in b.items():
+                    role_bins[i][emotion] += seconds
+    return {r: [{k: round(v, 3) for k, v in b.items()} for b in bs] for r, bs in total.items()}
 
 
 def _by_agent(rows: Sequence[CallRow], key: str) -> dict[str, dict[str, Any]]:
@@ -171,7 +220,20 @@ def build_report(
     group_by: str = "agent",
 ) -> QaReport:
     """`items`: (key relative to the input root, link to the transcript, transcript)."""
-    rows = [_row(k, link, t, pattern) for k, link, t in sorted(items, key=lambda i: i[0])]
+    return assemble([call_entry(k, link, t, pattern) for k, link, t in items], pattern, group_by)
+
+
+def assemble(
+    entries: Iterable[CallEntry],
+    pattern: MetadataPattern | None = None,
+    group_by: str = "agent",
+    *,
+    link_prefix: str = "",
+) -> QaReport:
+    """The report of `entries` (their rows' metadata read with `pattern`); every link gets
+    `link_prefix` in front (the way up from the report's folder)."""
+    ordered = sorted(entries, key=lambda e: e.row.key)
+    rows = [replace(e.row, link=link_prefix + e.row.link) for e in ordered]
     roles = list(dict.fromkeys(role for r in rows for role in r.roles))
     report = QaReport(
         created_at=utc_now(),
@@ -180,13 +242,8 @@ def build_report(
         rows=rows,
         categories=dict(Counter(c for r in rows for c in r.categories).most_common()),
         flags=dict(Counter(f for r in rows for f in r.flags).most_common()),
-        emotion_over_time=_emotion_bins(t for _, _, t in items),
-        non_talk_instances=[
-            round(i.end - i.start, 3)
-            for _, _, t in items
-            if t.call
-            for i in t.call.non_talk.instances
-        ],
+        emotion_over_time=_sum_bins(ordered),
+        non_talk_instances=[n for e in ordered for n in e.non_talk],
     )
     if pattern and group_by in pattern.fields:
         report.by_agent = _by_agent(rows, group_by)

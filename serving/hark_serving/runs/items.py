@@ -5,7 +5,10 @@ The operator names an input object and an output base; outputs are
 when the input cannot be transcribed. Processing is idempotent: an input whose
 JSON output already records its ETag (object metadata `hark-source-etag`) is
 skipped. Every object is written with one PUT, JSON last, so a visible JSON
-means the whole result is there.
+means the whole result is there. A transcript that matched alert categories
+writes its alert to the job's outbox (`alerts_prefix`) before any output, so
+an alert is never lost between "done" and "delivered": the operator delivers
+what the outbox holds once the JSON is there.
 
 `ItemRunner.begin` does the CPU work before the model (checks, download,
 decode, VAD) and `finish` the work after it; the caller runs the model in
@@ -20,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hark_serving.analytics.alerts import alert_of, record_name
 from hark_serving.analytics.categories import categorize
 from hark_serving.engine.pipeline import PreparedFile, SegmentingSettings, assemble, prepare
 from hark_serving.engine.recognition import Recognized
@@ -36,10 +40,10 @@ from hark_serving.runs.itemspec import ItemError, ItemRequest, ItemResult
 from hark_serving.storage.lease import Holding
 from hark_serving.storage.profiles import StorageProfiles
 from hark_serving.storage.s3 import S3Store
-from hark_serving.storage.uris import S3Uri, output_key_problem, parse_s3_uri
+from hark_serving.storage.uris import S3Uri, key_problem, output_key_problem, parse_s3_uri
 from hark_serving.transcript.error_record import ErrorRecord, render_error_record
 from hark_serving.transcript.outputs import is_current, recorded_etag, source_metadata
-from hark_serving.transcript.schema import ModelInfo, Transcript, validate_result
+from hark_serving.transcript.schema import ModelInfo, validate_result
 from hark_serving.transcript.writers import CONTENT_TYPES, render
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class Started:
     store: S3Store
     output: S3Uri
     prepared: PreparedFile
+    outbox: S3Uri | None = None
 
 
 def job_namespace(job: str | None) -> str | None:
@@ -99,6 +104,9 @@ class ItemRunner:
     def begin(self, req: ItemRequest) -> ItemResult | Started:
         """Checks, skip-if-current, download, decode and VAD; raises HarkError."""
         store, source, output = self._locate(req)
+        outbox = outbox_of(req, output)
+        if outbox is not None:
+            store.check_writable(outbox)
         head = store.head(source)
         if head is None:
             raise ObjectNotFound(
@@ -132,7 +140,7 @@ class ItemRunner:
                 etag=got.clean_etag,
                 size=got.size,
             )
-        return Started(req, store, output, prepared)
+        return Started(req, store, output, prepared, outbox)
 
     def _segmenting(self, req: ItemRequest) -> SegmentingSettings:
         limit = req.max_segment_seconds
@@ -171,6 +179,14 @@ class ItemRunner:
             transcript = categorize(rules, transcript)
         validate_result(transcript.to_json_dict())
         etag = transcript.source.etag or ""
+        alert = alert_of(transcript, f"{output}.json")
+        if alert is not None and started.outbox is not None:
+            # Before the outputs: the JSON, written last, says the item is done.
+            store.put_bytes(
+                S3Uri(started.outbox.bucket, started.outbox.key + record_name(alert.key)),
+                alert.body(),
+                "application/json",
+            )
         for fmt in _formats(req):
             store.put_bytes(
                 S3Uri(output.bucket, f"{output.key}.{fmt}"),
@@ -197,7 +213,7 @@ class ItemRunner:
             output_uri=f"{output}.json",
             etag=etag,
             audio_seconds=transcript.source.duration,
-            alerts=_alerts(transcript),
+            alerts=list(alert.categories) if alert is not None else [],
         )
 
     def fail(self, req: ItemRequest, error: HarkError, *, final: bool | None = None) -> ItemResult:
@@ -222,6 +238,22 @@ class ItemRunner:
             error=ItemError(code=error.code, message=str(error)),
             retryable=error.transient and not record,
         )
+
+
+def outbox_of(req: ItemRequest, output: S3Uri) -> S3Uri | None:
+    """The alert outbox a request names: a prefix in the output's bucket, or InvalidUri."""
+    if req.alerts_prefix is None:
+        return None
+    outbox = parse_s3_uri(req.alerts_prefix)
+    if not outbox.is_prefix or outbox.bucket != output.bucket:
+        raise InvalidUri(
+            "alerts_prefix must be a prefix (ending in /) in the output's bucket",
+            subject=req.alerts_prefix,
+        )
+    problem = key_problem(outbox.key + record_name("0" * 32))
+    if problem is not None:
+        raise InvalidUri(f"its alert records: {problem}", subject=req.alerts_prefix)
+    return outbox
 
 
 def write_error_object(
@@ -265,11 +297,3 @@ def _run_held(
         return runner.finish(started, results, model=model, asr_seconds=asr_seconds)
     except HarkError as exc:
         return runner.fail(req, exc)
-
-
-def _alerts(transcript: Transcript) -> list[str]:
-    """Names of the alert categories `transcript` matched."""
-    if transcript.call is None:
-        return []
-    details = transcript.call.categories.details
-    return [name for name, match in details.items() if match.alert]

@@ -37,6 +37,12 @@ class ItemRequest(BaseModel):
     categories: list[dict[str, Any]] | None = Field(
         None, description="Call categories (the rules language) to match before writing."
     )
+    alerts_prefix: str | None = Field(
+        None,
+        description="s3:// prefix (in the output's bucket) of the job's alert outbox: a "
+        "transcript that matches alert categories first writes its alert there, as "
+        "<prefix><idempotency key>.json, then its outputs; unset: no record.",
+    )
 
     @field_validator("categories")
     @classmethod

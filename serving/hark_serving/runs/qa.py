@@ -5,6 +5,9 @@
 `write_report` reads the current transcript of every input back from the
 destination (so files skipped as current count too) and writes
 `_hark/calls.csv`, `_hark/report.json` and `_hark/report.html` beside them.
+A TranscriptionJob's report lives under `job_report_prefix` (its whole run, or one
+folder per day); `write_entries_report` writes one from entries a job keeps while it
+runs, without reading a transcript again.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hark_serving.analytics.alerts import Alert, Delivery, WebhookSender, alert_of, count
 from hark_serving.analytics.categories import categorize
 from hark_serving.analytics.report import (
+    CallEntry,
     MetadataPattern,
     QaReport,
+    assemble,
     build_report,
+    call_entry,
     render_csv,
     render_html,
     render_json,
@@ -33,6 +40,20 @@ from hark_serving.transcript.schema import Transcript
 log = logging.getLogger(__name__)
 
 REPORT_DIR = HARK_DIR
+ALERTS_DIR = "alerts"
+
+
+def job_report_prefix(output_prefix: S3Uri, job: str) -> S3Uri:
+    """`<output prefix>_hark/<job>/` (`job` is `<namespace>.<name>`): the job's summary,
+    its QA reports and its alert outbox."""
+    prefix = as_prefix(output_prefix)
+    return S3Uri(prefix.bucket, f"{prefix.key}{REPORT_DIR}/{job}/")
+
+
+def alerts_prefix(output_prefix: S3Uri, job: str) -> S3Uri:
+    """The job's alert outbox: `<output prefix>_hark/<job>/alerts/`."""
+    base = job_report_prefix(output_prefix, job)
+    return S3Uri(base.bucket, f"{base.key}{ALERTS_DIR}/")
 
 
 @dataclass
@@ -83,49 +104,56 @@ def write_report(
 ) -> QaReport:
     """Build the QA report of the current transcripts of `relatives` (input paths relative
     to their root) and write it under `directory` of `out`, linking to each transcript."""
-    up = "../" * (directory.strip("/").count("/") + 1)
+    up = _way_up(directory)
     items = []
     for relative, transcript in current_transcripts(out, relatives):
         if rules is not None and transcript.call is not None:
             transcript = categorize(rules, transcript)
         items.append((relative, up + output_name(relative, "json"), transcript))
     report = build_report(items, pattern)
+    _write_files(out, directory, report)
+    return report
+
+
+def _way_up(directory: str) -> str:
+    """From a report folder (relative to the output root) back up to the root."""
+    return "../" * (directory.strip("/").count("/") + 1)
+
+
+def _write_files(out: OutputLocation, directory: str, report: QaReport) -> None:
     for name, text, content_type in (
         ("calls.csv", render_csv(report), "text/csv"),
         ("report.json", render_json(report), "application/json"),
         ("report.html", render_html(report), "text/html"),
     ):
         out.write(f"{directory}/{name}", text.encode(), content_type + "; charset=utf-8", {})
-    return report
 
 
-def transcript_keys(keys: Iterable[str]) -> list[str]:
-    """Output names (relative to the output prefix) → the input paths whose transcripts they are."""
-    return sorted(
-        k.removesuffix(".json")
-        for k in keys
-        if k.endswith(".json")
-        and not k.endswith(".error.json")
-        and not k.startswith(REPORT_DIR + "/")
-    )
-
-
-def write_job_report(
-    store: S3Store,
-    output_prefix: S3Uri,
-    job: str,
+def entry_of_document(
+    relative: str,
+    doc: dict[str, Any],
     *,
     rules: Rules | None = None,
     pattern: MetadataPattern | None = None,
+) -> tuple[CallEntry, str]:
+    """A transcript document (as read from its JSON) → its report entry, linking to
+    `<relative>.json` from the output root, and its `created_at`; ValueError if unreadable."""
+    transcript = Transcript.model_validate(doc)
+    if rules is not None and transcript.call is not None:
+        transcript = categorize(rules, transcript)
+    entry = call_entry(relative, output_name(relative, "json"), transcript, pattern)
+    return entry, transcript.created_at
+
+
+def write_entries_report(
+    store: S3Store,
+    output_prefix: S3Uri,
+    directory: str,
+    entries: Iterable[CallEntry],
+    pattern: MetadataPattern | None = None,
 ) -> QaReport:
-    """A TranscriptionJob's QA report of every transcript under its output prefix, written to
-    `<output prefix>_hark/<job>/` (`job` is `<namespace>.<name>`)."""
-    prefix = as_prefix(output_prefix)
-    names = (info.key[len(prefix.key) :] for info in store.iter_objects(prefix))
-    return write_report(
-        S3Output(store, prefix),
-        transcript_keys(names),
-        rules=rules,
-        pattern=pattern,
-        directory=f"{REPORT_DIR}/{job}",
-    )
+    """The report of `entries` (as `entry_of_document` makes them), written to `directory`
+    (relative to the output prefix) with links relative to it."""
+    report = assemble(entries, pattern, link_prefix=_way_up(directory))
+    _write_files(S3Output(store, as_prefix(output_prefix)), directory, report)
+    return report

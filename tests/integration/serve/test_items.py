@@ -13,11 +13,13 @@ import httpx
 import pytest
 import yaml
 
+from hark_serving.analytics.alerts import idempotency_key
 from hark_serving.transcript.schema import validate_result
 from tests.env.environment import Environment
 from tests.env.kube import unique_name
 from tests.env.pytest_plugin import empty_bucket
 from tests.fixtures import audio
+from tests.fixtures.calls import synthetic_call
 
 from .conftest import app_args, assert_error, deploy, ray_metric_sum
 
@@ -188,6 +190,49 @@ def test_an_undecodable_file_leaves_an_error_object_and_no_transcript(
     assert record["code"] == "unsupported_format" and record["attempts"] == 3
     assert record["source"] == {"uri": f"s3://{inp}/bad/c.mp3", "etag": etag}
     assert head(s3, out, "bad/c.mp3.json") is None
+
+
+def test_an_item_that_raises_an_alert_writes_it_to_the_outbox_it_names_before_the_transcript(
+    url: str, s3: S3Client, buckets: dict[str, str]
+) -> None:
+    inp, out = buckets["inp"], buckets["out"]
+    etag = upload(s3, inp, "qa/c1.wav", synthetic_call().path)
+    body = {
+        "input_uri": f"s3://{inp}/qa/c1.wav",
+        "output_uri": f"s3://{out}/qa/c1.wav",
+        "options": {"channels": "split", "roles": ["agent", "customer"]},
+        "job": "default/qa",
+        "categories": [
+            {"name": "long-silence", "alert": True, "all": [{"non_talk": {"min_seconds": 5}}]}
+        ],
+        "alerts_prefix": f"s3://{out}/qa/_hark/default.qa/alerts/",
+    }
+    r = item(url, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["alerts"] == ["long-silence"]
+    key = idempotency_key(f"s3://{inp}/qa/c1.wav", etag, ["long-silence"])
+    record = f"qa/_hark/default.qa/alerts/{key}.json"
+    doc = json.loads(s3.get_object(Bucket=out, Key=record)["Body"].read())
+    assert (doc["type"], doc["file"], doc["transcript"], doc["idempotency_key"]) == (
+        "hark.alert/v1",
+        f"s3://{inp}/qa/c1.wav",
+        f"s3://{out}/qa/c1.wav.json",
+        key,
+    )
+    assert [c["name"] for c in doc["categories"]] == ["long-silence"]
+    # One write of the record, and one of the transcript (beside the output's lease).
+    written = [k for _, k, _ in versions(s3, out) if k.startswith("qa/") and k.endswith(".json")]
+    assert sorted(written) == [
+        "qa/_hark/default.qa/alerts/" + key + ".json",
+        "qa/c1.wav.json",
+    ]
+    # An outbox outside the output's bucket is refused before any work: nothing is written.
+    other = {**body, "output_uri": f"s3://{out}/qa/c2.wav", "alerts_prefix": f"s3://{inp}/x/"}
+    before = versions(s3, inp, out)
+    assert_error(item(url, other), 422, "invalid_uri")
+    assert [v for v in versions(s3, inp, out) if not v[1].endswith(".hark-lease")] == [
+        v for v in before if not v[1].endswith(".hark-lease")
+    ]
 
 
 def test_buckets_outside_the_allow_list_are_refused(

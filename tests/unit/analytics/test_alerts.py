@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -14,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from hark_serving.analytics.alerts import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
-    RetryPolicy,
+    WEBHOOK_RETRY,
+    Alert,
     WebhookSender,
     alert_of,
     count,
@@ -158,10 +160,10 @@ def test_a_receiver_that_is_down_then_failing_then_up_gets_retries_with_one_key(
     assert {h[IDEMPOTENCY_HEADER] for h, _ in seen} == {alert.key}
     assert all(verify(SECRET, body, h[SIGNATURE_HEADER]) for h, body in seen)
     # Exponential backoff with jitter under the default policy: 0.5 s, then 1 s, each minus up to 20%.
-    policy = RetryPolicy()
     assert len(waits) == 2
     assert 0.4 <= waits[0] <= 0.5 and 0.8 <= waits[1] <= 1.0
-    assert policy.delay(20, rand=0) == policy.cap_seconds
+    assert WEBHOOK_RETRY.delay(20, rand=0) == WEBHOOK_RETRY.cap == 60.0
+    assert not delivery.refused
 
 
 def test_a_receiver_that_refuses_the_payload_is_not_retried() -> None:
@@ -175,7 +177,38 @@ def test_a_receiver_that_refuses_the_payload_is_not_retried() -> None:
         sender.close()
         receiver.stop()
     assert (delivery.delivered, delivery.attempts, delivery.status) == (False, 1, 400)
+    assert delivery.refused
     assert len(receiver.requests) == 1
+
+
+def test_an_alert_read_back_from_its_payload_has_the_same_body_and_key() -> None:
+    alert = alert_of(flagged(), "s3://out/a.wav.json")
+    assert alert is not None
+    again = Alert.from_payload(json.loads(alert.body()))
+    assert again == alert and again.body() == alert.body()
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([], "not a hark.alert/v1"),
+        ({"type": "hark.other/v1"}, "not a hark.alert/v1"),
+        ({"type": "hark.alert/v1", "file": "x"}, "malformed .*KeyError: 'categories'"),
+        (
+            {"type": "hark.alert/v1", "file": "f", "transcript": "t", "idempotency_key": "k",
+             "categories": [{"name": "a", "points": [{"start": "soon"}]}]},
+            "malformed .*float",
+        ),
+        (
+            {"type": "hark.alert/v1", "file": "f", "transcript": "t", "idempotency_key": "k",
+             "categories": []},
+            "names no category",
+        ),
+    ],
+)  # fmt: skip
+def test_an_unreadable_alert_record_is_refused_with_the_reason(doc: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Alert.from_payload(doc)
 
 
 @pytest.mark.parametrize(
@@ -185,3 +218,10 @@ def test_a_receiver_that_refuses_the_payload_is_not_retried() -> None:
 def test_bad_webhook_settings_are_refused(url: str, secret: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         WebhookSender(url, secret)
+
+
+def test_a_webhook_policy_without_a_bound_on_tries_is_refused() -> None:
+    from hark_serving.retry import RetryPolicy
+
+    with pytest.raises(ValueError, match="bound on its tries"):
+        WebhookSender("http://x", SECRET, policy=RetryPolicy(attempts=None))

@@ -113,13 +113,3 @@ def test_histogram_counts_values_into_open_ended_bins() -> None:
     assert 'data-label="0-5" data-value="2"' in svg
     assert 'data-label="5-30" data-value="1"' in svg
     assert 'data-label="≥ 30" data-value="2"' in svg
-
-
-def test_the_transcripts_under_an_output_prefix_are_its_json_outputs_only() -> None:
-    from hark_serving.runs.qa import transcript_keys
-
-    names = [
-        "a/b.wav.json", "a/b.wav.srt", "c.mp3.error.json", "c.mp3.json.tmp",
-        "_hark/default.job/summary.json", "_hark/default.job/report.json", "d.ogg.json",
-    ]  # fmt: skip
-    assert transcript_keys(names) == ["a/b.wav", "d.ogg"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
 
 from hark_serving.serve.api import build_api
@@ -126,3 +127,27 @@ def test_item_requests_carry_rules_as_plain_data() -> None:
     parsed = again.rules()
     assert parsed is not None and [c.name for c in parsed.categories] == ["quiet"]
     assert ItemRequest(input_uri="s3://in/a.wav", output_uri="s3://out/a.wav").rules() is None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("s3://out/qa/_hark/ns.job/alerts", "must be a prefix"),
+        ("s3://elsewhere/_hark/ns.job/alerts/", "in the output's bucket"),
+        ("s3://out/" + "a/" * 495, "its alert records: the key is 1027 bytes"),
+        ("https://out/alerts/", "expected s3://"),
+    ],
+)
+def test_an_alert_outbox_must_be_a_prefix_in_the_outputs_bucket(prefix: str, message: str) -> None:
+    from hark_serving.errors import InvalidUri
+    from hark_serving.runs.items import outbox_of
+    from hark_serving.runs.itemspec import ItemRequest
+    from hark_serving.storage.uris import S3Uri
+
+    output = S3Uri("out", "qa/a.wav")
+    req = ItemRequest(input_uri="s3://in/a.wav", output_uri="s3://out/qa/a.wav")
+    assert outbox_of(req, output) is None
+    good = req.model_copy(update={"alerts_prefix": "s3://out/qa/_hark/ns.job/alerts/"})
+    assert outbox_of(good, output) == S3Uri("out", "qa/_hark/ns.job/alerts/")
+    with pytest.raises(InvalidUri, match=message):
+        outbox_of(req.model_copy(update={"alerts_prefix": prefix}), output)
