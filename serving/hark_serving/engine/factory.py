@@ -44,6 +44,7 @@ def build_recognizer(settings: Settings) -> SenseVoice:
         device=settings.device,
         threads=settings.threads,
         precision=settings.precision,
+        cache=settings.model_cache,
     )
 
 

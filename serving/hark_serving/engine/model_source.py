@@ -136,16 +136,21 @@ def split_revision(ref: str) -> tuple[str, str | None]:
     return model_id, revision or None
 
 
+def file_sha256(file: Path) -> str:
+    """SHA-256 of one file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_digests(path: Path) -> dict[str, str]:
     """SHA-256 of every file under `path` (the manifest itself left out)."""
-    digests = {}
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST):
-        h = hashlib.sha256()
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digests[file.relative_to(path).as_posix()] = h.hexdigest()
-    return digests
+    return {
+        file.relative_to(path).as_posix(): file_sha256(file)
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    }
 
 
 def record_digests(path: Path) -> None:
