@@ -149,9 +149,8 @@ def disagreement(difference: float, tolerance: float, cached: Path | None) -> st
     )
 
 
-@contextlib.contextmanager
-def _cache_lock(lock: Path) -> Iterator[bool]:
-    """Hold the cache file's lock; yields False (unlocked) when the cache is not writable."""
+def _acquire(lock: Path) -> FileLock | None:
+    """The cache file's lock, held; None (with a warning) when the cache is not writable."""
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         held = FileLock(lock)
@@ -164,12 +163,19 @@ def _cache_lock(lock: Path) -> Iterator[bool]:
             lock.parent,
             exc,
         )
-        yield False
-        return
+        return None
+    return held
+
+
+@contextlib.contextmanager
+def _cache_lock(lock: Path) -> Iterator[bool]:
+    """Hold the cache file's lock; yields False (unlocked) when the cache is not writable."""
+    held = _acquire(lock)
     try:
-        yield True
+        yield held is not None
     finally:
-        held.release()
+        if held is not None:
+            held.release()
 
 
 def _read_cached(model: Any, path: Path) -> None:

@@ -20,7 +20,8 @@ from hark import Transcriber
 from hark_serving.cli import exits
 from hark_serving.cli.main import app
 from hark_serving.engine.audio import decode_audio
-from hark_serving.engine.int8 import INT8_TOLERANCE
+from hark_serving.engine.int8 import INT8_TOLERANCE, cache_file
+from hark_serving.engine.model_source import file_sha256
 from hark_serving.engine.recognition import DecodeRequest
 from hark_serving.engine.sensevoice import SenseVoice, resolve_precision
 from hark_serving.errors import ModelError
@@ -286,3 +287,17 @@ def test_the_python_api_takes_int8(tmp_path: Path, tiny_model_dir: Path, audio_d
     transcript = transcriber.transcribe_file(audio_dir / "one_sentence_16k.wav")
     validate_result(transcript.to_json_dict())
     assert transcript.model.dtype == "int8" and transcript.segments
+
+
+def test_a_cache_file_that_cannot_be_written_is_reported_and_the_start_goes_on(
+    model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    target = cache_file(cache, file_sha256(model_dir / "model.pt"))
+    (target / "in-the-way").mkdir(parents=True)  # a directory where the file goes
+
+    with caplog.at_level(logging.WARNING, logger="hark_serving.engine.int8"):
+        model = int8(model_dir, cache)
+    assert model.int8 is not None and model.int8.built and not model.int8.saved
+    assert f"could not cache the int8 weights in {target}" in caplog.text
+    assert [p.name for p in (cache / "int8").iterdir() if p.name.startswith(".int8-")] == []
