@@ -45,6 +45,7 @@ def build_recognizer(settings: Settings) -> SenseVoice:
         threads=settings.threads,
         precision=settings.precision,
         cache=settings.model_cache,
+        weights_sha256=resolved.weights_sha256,
     )
 
 

@@ -12,8 +12,9 @@ model cache (`HARK_MODEL_CACHE`), one file per weights file and torch build:
 
     <cache>/int8/sensevoice-<SHA-256 of model.pt>-torch<version>-<engine>-v1.pt
 
-The key is the SHA-256 of the weights' bytes (read once per load), so changed
-weights get a file of their own; torch's version and quantized engine name the
+The key is the SHA-256 of the weights' bytes (hashed once per load, or taken
+from the digest a hub copy was just verified against), so changed weights get
+a file of their own; torch's version and quantized engine name the
 code that packed it. The file is written once, to a temporary name renamed into
 place, under a file lock, so replicas that start together on one node build it
 once. A cache that cannot be written (a read-only volume) costs a rebuild per
@@ -116,9 +117,10 @@ def int8_layout(module: torch.nn.Module) -> None:
 
     for name, child in module.named_children():
         if type(child) is torch.nn.Linear:
-            empty = DynamicLinear(  # type: ignore[no-untyped-call]
-                child.in_features, child.out_features, bias_=child.bias is not None
-            )
+            # A 1x1 placeholder: the loaded state replaces its weight, and packing a
+            # full-size empty matrix first would cost as much as loading the real one.
+            empty = DynamicLinear(1, 1, bias_=child.bias is not None)  # type: ignore[no-untyped-call]
+            empty.in_features, empty.out_features = child.in_features, child.out_features
             setattr(module, name, empty)
         else:
             int8_layout(child)
@@ -217,16 +219,18 @@ def to_int8(
     cache: Path,
     probe: Callable[[Any], torch.Tensor],
     tolerance: float = INT8_TOLERANCE,
+    weights_sha256: str | None = None,
 ) -> Int8Weights:
     """Turn the float32 `model` (loaded from `weights`) into int8, in place, checked.
 
     `probe(model)` returns the CTC logits of the fixed probe signal; it runs once
-    before and once after. Raises `ModelError` when they differ by more than
-    `tolerance`, or when a cached file cannot be read; the model is then unusable.
+    before and once after. `weights_sha256` spares hashing `weights` again when the
+    loader has just verified them. Raises `ModelError` when the logits differ by more
+    than `tolerance`, or when a cached file cannot be read; the model is then unusable.
     """
     started = time.perf_counter()
     reference = probe(model)
-    path = cache_file(cache, file_sha256(weights))
+    path = cache_file(cache, weights_sha256 or file_sha256(weights))
     with _cache_lock(path.with_name(path.name + ".lock")) as writable:
         cached = path.is_file()
         if cached:

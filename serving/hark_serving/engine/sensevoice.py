@@ -135,8 +135,10 @@ class SenseVoice:
         threads: int | None = None,
         precision: str = "auto",
         cache: Path | None = None,
+        weights_sha256: str | None = None,
     ) -> None:
-        """`cache`: the node's model cache (`HARK_MODEL_CACHE`), where int8 weights are kept."""
+        """`cache`: the node's model cache (`HARK_MODEL_CACHE`), where int8 weights are kept;
+        `weights_sha256`: model.pt's SHA-256 when the caller has just checked it (else hashed)."""
         from hark_serving.engine.loading import load
 
         self.device = resolve_device(device)
@@ -161,7 +163,11 @@ class SenseVoice:
             from hark_serving.engine.int8 import to_int8
 
             self.int8 = to_int8(
-                self.model, model_dir / "model.pt", cache or DEFAULT_MODEL_CACHE, self.probe_logits
+                self.model,
+                model_dir / "model.pt",
+                cache or DEFAULT_MODEL_CACHE,
+                self.probe_logits,
+                weights_sha256=weights_sha256,
             )
         self.load_seconds = time.perf_counter() - started
         self.info = ModelInfo(

@@ -301,3 +301,24 @@ def test_a_cache_file_that_cannot_be_written_is_reported_and_the_start_goes_on(
     assert model.int8 is not None and model.int8.built and not model.int8.saved
     assert f"could not cache the int8 weights in {target}" in caplog.text
     assert [p.name for p in (cache / "int8").iterdir() if p.name.startswith(".int8-")] == []
+
+
+def test_a_hub_copy_keys_its_int8_weights_by_the_digest_it_was_verified_against(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from hark_serving.config import load_settings
+    from hark_serving.engine.factory import build_recognizer
+
+    # ModelScope's cache layout; the hub itself is not reachable from here.
+    snapshot = tmp_path / "hub" / "ms" / "models" / "iic--SenseVoiceSmall" / "snapshots" / "master"
+    shutil.copytree(tiny_model_dir, snapshot)
+    settings = load_settings(
+        model="iic/SenseVoiceSmall", model_cache=tmp_path, device="cpu", precision="int8"
+    )
+    first = build_recognizer(settings).int8  # the first start records the download's digests
+    recorded = json.loads((snapshot / ".hark-manifest.json").read_text())["model.pt"]
+    assert first is not None and first.built
+    assert first.path == cache_file(tmp_path, recorded) == int8_files(tmp_path)[0]
+
+    second = build_recognizer(settings).int8  # verified against them, then read from the cache
+    assert second is not None and not second.built and second.path == first.path
