@@ -130,7 +130,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("float32", "bfloat16", "float16", "auto"),
+        choices=("float32", "bfloat16", "float16", "int8", "auto"),
         default="float32",
         help="`hark serve --precision` (float32: the CPU default; auto: float16 on CUDA)",
     )

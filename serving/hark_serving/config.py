@@ -20,6 +20,7 @@ from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.settings import StorageSettings
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
+DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "hark" / "models"
 
 
 class Settings(StorageSettings):
@@ -38,14 +39,15 @@ class Settings(StorageSettings):
         "ms", description="Hub for model ids: ModelScope or Hugging Face."
     )
     model_cache: Path = Field(
-        Path.home() / ".cache" / "hark" / "models",
-        description="Where hub and s3:// models are cached, once per node.",
+        DEFAULT_MODEL_CACHE,
+        description="Where hub and s3:// models (and int8 weights) are cached, once per node.",
     )
     device: Device = Field("auto", description="auto: cuda when present.")
     precision: Precision = Field(
         "auto",
         description="Encoder dtype. auto: float16 on CUDA, float32 on CPU. bfloat16 is 2-3x "
-        "faster on CPUs with AVX512-BF16 or AMX; transcripts may differ slightly from float32.",
+        "faster on CPUs with AVX512-BF16 or AMX; int8 (CPU only) quantizes the linear layers, "
+        "checked against float32 at load; both may change transcripts slightly.",
     )
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for inference; default all usable cores."
@@ -103,11 +105,16 @@ class Settings(StorageSettings):
 
     @model_validator(mode="after")
     def _precision_fits_device(self) -> Settings:
-        # device=auto is only known on the replica; asr.resolve_precision checks it there.
+        # device=auto is only known on the replica; sensevoice.resolve_precision checks it there.
         if self.device == "cpu" and self.precision == "float16":
             raise ValueError(
                 "precision float16 runs on CUDA only; on CPU use bfloat16 or float32 "
                 "(--precision / HARK_PRECISION)"
+            )
+        if self.device == "cuda" and self.precision == "int8":
+            raise ValueError(
+                "precision int8 runs on the CPU only; on CUDA use auto (float16), bfloat16 or "
+                "float32 (--precision / HARK_PRECISION), or run int8 with --device cpu"
             )
         return self
 

@@ -14,7 +14,7 @@ Channels = Literal["mix", "split"]
 OutputFormat = Literal["json", "srt", "vtt", "txt"]
 # Engine choices, shared by the settings object and the CLI flags that override it.
 Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["auto", "float32", "float16", "bfloat16"]
+Precision = Literal["auto", "float32", "float16", "bfloat16", "int8"]
 Vad = Literal["silero", "fsmn", "none"]
 
 LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hark_serving.cli import doctor, exits, serve, transcribe
+from hark_serving.cli import doctor, exits, model, serve, transcribe
 
 app = typer.Typer(
     name="hark",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.command("transcribe", epilog=exits.EPILOG)(transcribe.transcribe)
 app.command("serve", epilog=exits.EPILOG)(serve.serve)
 app.command("doctor", epilog=exits.EPILOG)(doctor.doctor)
+app.add_typer(model.app, name="model")
 
 
 def _version() -> str:

@@ -37,8 +37,9 @@ def serve(
     precision: Annotated[
         Precision | None,
         typer.Option(
-            help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16: 2-3x "
-            "faster on CPUs with AVX512-BF16/AMX, transcripts may differ slightly.",
+            help="auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16 (2-3x "
+            "faster on CPUs with AVX512-BF16/AMX) or int8 (CPU only, faster on any CPU); "
+            "reduced precision may change transcripts slightly.",
             envvar="HARK_PRECISION",
         ),
     ] = None,

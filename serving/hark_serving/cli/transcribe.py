@@ -98,7 +98,8 @@ def transcribe(
         Precision | None,
         typer.Option(
             help="auto: float16 on CUDA, float32 on CPU. bfloat16 is 2-3x faster on CPUs with "
-            "AVX512-BF16/AMX; transcripts may differ slightly.",
+            "AVX512-BF16/AMX; int8 (CPU only) is faster on any CPU, checked against float32 "
+            "at load; both may change transcripts slightly.",
             envvar="HARK_PRECISION",
         ),
     ] = None,

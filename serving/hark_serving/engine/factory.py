@@ -44,6 +44,8 @@ def build_recognizer(settings: Settings) -> SenseVoice:
         device=settings.device,
         threads=settings.threads,
         precision=settings.precision,
+        cache=settings.model_cache,
+        weights_sha256=resolved.weights_sha256,
     )
 
 

@@ -50,6 +50,8 @@ LAYOUT_HINT = (
 class ResolvedModel:
     path: Path
     source: str  # what the user named, for results and logs
+    # SHA-256 of model.pt when this start has already hashed it (a verified hub copy).
+    weights_sha256: str | None = None
 
 
 def check_layout(path: Path, source: str) -> None:
@@ -136,24 +138,31 @@ def split_revision(ref: str) -> tuple[str, str | None]:
     return model_id, revision or None
 
 
+def file_sha256(file: Path) -> str:
+    """SHA-256 of one file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_digests(path: Path) -> dict[str, str]:
     """SHA-256 of every file under `path` (the manifest itself left out)."""
-    digests = {}
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST):
-        h = hashlib.sha256()
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digests[file.relative_to(path).as_posix()] = h.hexdigest()
+    return {
+        file.relative_to(path).as_posix(): file_sha256(file)
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    }
+
+
+def record_digests(path: Path) -> dict[str, str]:
+    digests = file_digests(path)
+    (path / MANIFEST).write_text(json.dumps(digests, sort_keys=True, indent=1))
     return digests
 
 
-def record_digests(path: Path) -> None:
-    (path / MANIFEST).write_text(json.dumps(file_digests(path), sort_keys=True, indent=1))
-
-
-def verify_digests(path: Path, source: str) -> None:
-    """Raise `ModelError` naming the file when the copy differs from what was downloaded."""
+def verify_digests(path: Path, source: str) -> dict[str, str]:
+    """The copy's digests; raise `ModelError` naming a file that differs from the download."""
     manifest = path / MANIFEST
     recorded: dict[str, str] = json.loads(manifest.read_text())
     found = file_digests(path)
@@ -164,6 +173,7 @@ def verify_digests(path: Path, source: str) -> None:
                 f"{source}: the cached {rel} in {path} {what}; delete {path} so the model "
                 "is downloaded again"
             )
+    return found
 
 
 HUB_NAMES = {"ms": "ModelScope", "hf": "Hugging Face"}
@@ -202,12 +212,11 @@ def from_hub(ref: str, cache: Path, hub: str = "ms") -> ResolvedModel:
                 "here and set HARK_MODEL to it (or to an s3:// copy), or fill HARK_MODEL_CACHE"
             ) from exc
     with locked(path.with_name(path.name + ".lock")):
-        if (path / MANIFEST).is_file():
-            verify_digests(path, ref)
-        else:  # just downloaded (or cached before digests were recorded)
-            record_digests(path)
+        # Recorded when just downloaded (or cached before digests were recorded).
+        verified = (path / MANIFEST).is_file()
+        digests = verify_digests(path, ref) if verified else record_digests(path)
     check_layout(path, ref)
-    return ResolvedModel(path, ref)
+    return ResolvedModel(path, ref, digests.get("model.pt"))
 
 
 def _snapshot(model_id: str, revision: str | None, cache: Path, hub: str, local_only: bool) -> Path:

@@ -13,9 +13,12 @@ feature dithering off, so the same audio always gives the same text. The forward
 Precision (`precision`): `auto` runs the encoder under float16 autocast on
 CUDA and in float32 on CPU. `bfloat16` is the fast choice on a CPU with native
 bfloat16 (AVX512-BF16 or AMX): two to three times float32's throughput, and
-unlike float32 it gains from batching, as a GPU does. Reduced precision can
-change a transcript slightly, including with what else shares its batch, so
-the exact float32 stays the CPU default.
+unlike float32 it gains from batching, as a GPU does. `int8` (CPU only) runs
+the linear layers with int8 weights and float32 activations, on any CPU; the
+weights are quantized once per node and checked against float32 at every load
+(`hark_serving.engine.int8`). Reduced precision can change a transcript
+slightly, including with what else shares its batch, so the exact float32
+stays the CPU default.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +45,9 @@ from hark_serving.engine.recognition import (
 from hark_serving.errors import ModelError
 from hark_serving.transcript.schema import ModelInfo
 
+if TYPE_CHECKING:
+    from hark_serving.engine.int8 import Int8Weights
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +58,9 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+PRECISIONS = ("auto", "float32", "float16", "bfloat16", "int8")
+# Run without autocast: float32 itself, and int8, whose quantized layers take float32 in and out.
+FLOAT32_ACTIVATIONS = ("float32", "int8")
 
 
 def native_bfloat16() -> bool:
@@ -79,6 +87,12 @@ def resolve_precision(precision: str, device: str) -> str:
         raise ModelError(
             "precision float16 runs on CUDA only; on CPU use bfloat16 (fast where the CPU has "
             "AVX512-BF16 or AMX) or float32"
+        )
+    if precision == "int8" and cuda:
+        raise ModelError(
+            f"precision int8 runs on the CPU only, but the device is {device}; use --device cpu "
+            "with --precision int8, or on CUDA --precision auto (float16), bfloat16 or float32 "
+            "(HARK_PRECISION / HARK_DEVICE)"
         )
     if precision == "bfloat16" and not cuda and not native_bfloat16():
         log.warning(
@@ -120,7 +134,11 @@ class SenseVoice:
         device: str = "auto",
         threads: int | None = None,
         precision: str = "auto",
+        cache: Path | None = None,
+        weights_sha256: str | None = None,
     ) -> None:
+        """`cache`: the node's model cache (`HARK_MODEL_CACHE`), where int8 weights are kept;
+        `weights_sha256`: model.pt's SHA-256 when the caller has just checked it (else hashed)."""
         from hark_serving.engine.loading import load
 
         self.device = resolve_device(device)
@@ -134,11 +152,24 @@ class SenseVoice:
             from hark_serving.engine.libraries import load_failure
 
             raise load_failure(model_dir, exc) from exc
-        self.load_seconds = time.perf_counter() - started
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.frontend = loaded.frontend
         self.blank_id: int = self.model.blank_id
+        self._query_ids = self._queries()
+        self.int8: Int8Weights | None = None
+        if self.precision == "int8":
+            from hark_serving.config import DEFAULT_MODEL_CACHE
+            from hark_serving.engine.int8 import to_int8
+
+            self.int8 = to_int8(
+                self.model,
+                model_dir / "model.pt",
+                cache or DEFAULT_MODEL_CACHE,
+                self.probe_logits,
+                weights_sha256=weights_sha256,
+            )
+        self.load_seconds = time.perf_counter() - started
         self.info = ModelInfo(
             name="SenseVoiceSmall",
             source=source or str(model_dir),
@@ -146,7 +177,6 @@ class SenseVoice:
             dtype=self.precision,
         )
         self._lock = threading.Lock()
-        self._query_ids = self._queries()
         log.info(
             "model loaded from %s on %s (%s) in %.1fs",
             self.info.source,
@@ -161,7 +191,7 @@ class SenseVoice:
         return ids
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "float32":
+        if self.precision in FLOAT32_ACTIVATIONS:
             return contextlib.nullcontext()
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
         return torch.autocast(kind, dtype=getattr(torch, self.precision))
@@ -174,32 +204,10 @@ class SenseVoice:
             raise ValueError(f"{len(waves)} waves but {len(requests)} requests")
         if not waves:
             return []
-        from funasr.utils.load_utils import extract_fbank
-
         with self._lock, torch.inference_mode():
-            feats, lengths = extract_fbank(
-                [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in waves],
-                frontend=self.frontend,
-            )
-            feats = feats.to(self.device)
-            lengths = lengths.to(self.device)
-            lang = [self._query_ids.get(r.language, 0) for r in requests]
-            norm = [self._query_ids["withitn" if r.use_itn else "woitn"] for r in requests]
-            embed = self.model.embed
-            to = feats.device
-            queries = torch.cat(
-                (
-                    embed(torch.tensor(lang, device=to))[:, None, :],
-                    embed(torch.tensor([[1, 2]], device=to)).expand(len(waves), -1, -1),
-                    embed(torch.tensor(norm, device=to))[:, None, :],
-                ),
-                dim=1,
-            )
-            speech = torch.cat((queries, feats), dim=1)
+            speech, lengths = self._inputs(waves, requests)
             with self._autocast():
-                encoded, encoded_lengths = self.model.encoder(speech, lengths + QUERY_FRAMES)
-                if isinstance(encoded, tuple):
-                    encoded = encoded[0]
+                encoded, encoded_lengths = self._encode(self.model, speech, lengths)
                 log_probs = self.model.ctc.log_softmax(encoded)
             best = log_probs.argmax(dim=-1).cpu()
             encoded_lengths = encoded_lengths.cpu()
@@ -207,6 +215,51 @@ class SenseVoice:
             self._decode_row(best[i, : int(encoded_lengths[i])], requests[i].words)
             for i in range(len(waves))
         ]
+
+    def _inputs(
+        self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features with the four query frames in front of each row, and their lengths."""
+        from funasr.utils.load_utils import extract_fbank
+
+        feats, lengths = extract_fbank(
+            [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in waves],
+            frontend=self.frontend,
+        )
+        feats = feats.to(self.device)
+        lengths = lengths.to(self.device)
+        lang = [self._query_ids.get(r.language, 0) for r in requests]
+        norm = [self._query_ids["withitn" if r.use_itn else "woitn"] for r in requests]
+        embed = self.model.embed
+        to = feats.device
+        queries = torch.cat(
+            (
+                embed(torch.tensor(lang, device=to))[:, None, :],
+                embed(torch.tensor([[1, 2]], device=to)).expand(len(waves), -1, -1),
+                embed(torch.tensor(norm, device=to))[:, None, :],
+            ),
+            dim=1,
+        )
+        return torch.cat((queries, feats), dim=1), lengths + QUERY_FRAMES
+
+    @staticmethod
+    def _encode(
+        model: Any, speech: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded, encoded_lengths = model.encoder(speech, lengths)
+        if isinstance(encoded, tuple):
+            encoded = encoded[0]
+        return encoded, encoded_lengths
+
+    def probe_logits(self, model: Any) -> torch.Tensor:
+        """`model`'s CTC logits on the fixed probe signal, as `recognize` computes them."""
+        from hark_serving.engine.int8 import probe_wave
+
+        with torch.inference_mode():
+            speech, lengths = self._inputs([probe_wave()], [DecodeRequest()])
+            encoded, _ = self._encode(model, speech, lengths)
+            logits: torch.Tensor = model.ctc.ctc_lo(encoded)
+        return logits
 
     def _decode_row(self, path: torch.Tensor, words: bool) -> Recognized:
         ids, counts = torch.unique_consecutive(path, return_counts=True)

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from .helpers import CHART, VALUES_FILES, Helm, render_fails
+from .helpers import CHART, VALUES_FILES, Helm, render, render_fails
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES_TEXT = (CHART / "values.yaml").read_text()
@@ -193,6 +193,11 @@ def test_the_example_values_files_satisfy_the_schema(values_file: Path) -> None:
             {"serve": {"args": {"batch_frames": 10}}}, "/serve/args/batch_frames", id="arg-range"
         ),
         pytest.param(
+            {"serve": {"args": {"precision": "int4"}}},
+            "/serve/args/precision",
+            id="unknown-precision",
+        ),
+        pytest.param(
             {"serve": {"ingress": {"minReplicas": 0}}},
             "/serve/ingress/minReplicas",
             id="no-ingress",
@@ -286,3 +291,21 @@ def test_the_serve_args_in_the_schema_are_settings_of_the_serve_app() -> None:
 
     assert args_schema["additionalProperties"] is False
     assert set(args_schema["properties"]) <= set(ServeSettings.model_fields)
+
+
+def test_the_serve_args_take_every_precision_of_the_settings_and_pass_int8_to_the_app(
+    helm: Helm, chart: Path, tmp_path: Path
+) -> None:
+    from typing import get_args
+
+    from hark_serving.options import Precision
+    from hark_serving.serve.settings import load_serve_settings
+
+    precision = SCHEMA["properties"]["serve"]["properties"]["args"]["properties"]["precision"]
+    assert precision["enum"] == list(get_args(Precision))
+
+    values = {"serve": {"args": {"device": "cpu", "precision": "int8"}}}
+    args = render(helm, chart, values=values, tmp=tmp_path).serve_app()["args"]
+
+    assert args["precision"] == "int8"
+    assert load_serve_settings(args).precision == "int8"

@@ -117,9 +117,10 @@ def test_a_broken_file_is_named_recorded_and_the_run_continues(
         (["--language", "fr"], "'--language' (env var: 'HARK_LANGUAGE'): Value error, 'fr'"),
         (["--formats", "json,docx"], "unknown output format docx"),
         (["--vad", "webrtc"], "'--vad' (env var: 'HARK_VAD')"),
-        (["--precision", "int8"], "'--precision' (env var: 'HARK_PRECISION')"),
+        (["--precision", "int4"], "'--precision' (env var: 'HARK_PRECISION')"),
         (["--max-segment-seconds", "0.5"], "--max-segment-seconds / HARK_MAX_SEGMENT_SECONDS"),
         (["--device", "cpu", "--precision", "float16"], "float16 runs on CUDA only"),
+        (["--device", "cuda", "--precision", "int8"], "precision int8 runs on the CPU only"),
     ],
 )
 def test_bad_options_exit_2_with_a_message_naming_them(

@@ -54,6 +54,7 @@ def help_of(*command: str) -> str:
         (["operator"], ["HARK_NAMESPACES", "HARK_STANDALONE", "HARK_PRIORITY"]),
         (["run"], ["HARK_MODEL", "HARK_DEVICE", "HARK_VAD"]),
         (["doctor"], ["HARK_MODEL"]),
+        (["model", "quantize"], ["HARK_MODEL", "HARK_MODEL_CACHE", "HARK_THREADS"]),
     ],
 )  # fmt: skip
 def test_help_names_the_environment_variable_of_each_setting_flag(
@@ -71,7 +72,7 @@ def test_help_shows_the_choices_of_enum_options() -> None:
     text = help_of("transcribe")
     for choices in (
         "<auto|zh|en|yue|ja|ko>", "<segment|word>", "<mix|split>",
-        "<auto|float32|float16|bfloat16>", "<auto|cpu|cuda>", "<silero|fsmn|none>",
+        "<auto|float32|float16|bfloat16|int8>", "<auto|cpu|cuda>", "<silero|fsmn|none>",
         "json,srt,vtt,txt",
     ):  # fmt: skip
         assert choices in text, choices
@@ -94,7 +95,7 @@ def test_version_is_the_package_version() -> None:
 
 
 def test_no_help_text_names_a_file_outside_the_repository() -> None:
-    for command in ([], ["transcribe"], ["serve"], ["doctor"], ["operator"], ["run"]):
+    for command in ([], ["transcribe"], ["serve"], ["doctor"], ["operator"], ["run"], ["model"]):
         text = help_of(*command)
         assert ".md" not in text.replace("docs/cli.md", ""), command
 

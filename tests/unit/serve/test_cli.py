@@ -19,6 +19,9 @@ def test_a_precision_the_device_cannot_run_fails_before_ray_starts() -> None:
     result = CliRunner().invoke(app, ["serve", "--device", "cpu", "--precision", "float16"])
     assert result.exit_code == 2
     assert "float16 runs on CUDA only" in result.output
+    result = CliRunner().invoke(app, ["serve", "--device", "cuda", "--precision", "int8"])
+    assert result.exit_code == 2
+    assert "precision int8 runs on the CPU only" in result.output
 
 
 def test_serve_is_a_command_with_the_documented_flags() -> None:

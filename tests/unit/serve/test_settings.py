@@ -49,8 +49,14 @@ def test_bad_values_name_the_flag_and_the_variable() -> None:
         load_serve_settings({"port": 0})
     with pytest.raises(ConfigError, match="HARK_NO_SUCH_SETTING"):
         load_serve_settings({"no_such_setting": 1})
-    with pytest.raises(ConfigError, match=r"--precision / HARK_PRECISION\) = 'int8'"):
-        load_serve_settings({"precision": "int8"})
+    with pytest.raises(ConfigError, match=r"--precision / HARK_PRECISION\) = 'int4'"):
+        load_serve_settings({"precision": "int4"})
+
+
+def test_int8_is_a_serve_setting_for_the_cpu_only() -> None:
+    assert load_serve_settings({"device": "cpu", "precision": "int8"}).precision == "int8"
+    with pytest.raises(ConfigError, match="precision int8 runs on the CPU only"):
+        load_serve_settings({"device": "cuda", "precision": "int8"})
 
 
 def test_inconsistent_bounds_are_refused() -> None:

@@ -1,0 +1,255 @@
+"""int8 weights for the CPU: torch's dynamic quantization, cached per node, checked at load.
+
+`precision=int8` turns every `nn.Linear` of the loaded float32 SenseVoiceSmall
+(attention, feed-forward and the CTC head: nearly all of its weights) into
+torch's dynamically quantized linear layer (`quantize_dynamic`, qint8 weights
+quantized per tensor). Activations stay float32: each layer quantizes its input
+on the fly and returns float32, so the rest of the pipeline sees the tensors it
+always sees, and no autocast applies.
+
+Quantizing the full model takes seconds, so the result is kept in the node's
+model cache (`HARK_MODEL_CACHE`), one file per weights file and torch build:
+
+    <cache>/int8/sensevoice-<SHA-256 of model.pt>-torch<version>-<engine>-v1.pt
+
+The key is the SHA-256 of the weights' bytes (hashed once per load, or taken
+from the digest a hub copy was just verified against), so changed weights get
+a file of their own; torch's version and quantized engine name the
+code that packed it. The file is written once, to a temporary name renamed into
+place, under a file lock, so replicas that start together on one node build it
+once. A cache that cannot be written (a read-only volume) costs a rebuild per
+start, with a warning, never a failure.
+
+The check, before first use, in every process that loads int8 weights (built
+or read from the cache): the float32 model and the int8 model run on the same
+fixed probe, `PROBE_SECONDS` of a fixed-seed synthetic voiced signal through the
+real frontend, and their CTC logits (the encoder output projected onto the
+vocabulary, what the decoder picks tokens from) are compared as the relative
+L2 difference ||z_int8 - z_float32|| / ||z_float32||. Above `INT8_TOLERANCE` the
+model is refused with a `ModelError` that names both figures and the fall-back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+from hark_serving.engine.model_source import file_sha256
+from hark_serving.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# Largest accepted relative L2 difference between the int8 and float32 CTC logits
+# on the probe. Honest int8 measures 0.03-0.05 on the random-weight test models
+# (tiny and full size); a wrong layer measures 0.1-1.4 (docs/precision.md).
+INT8_TOLERANCE = 0.2
+PROBE_SECONDS = 3.0
+PROBE_SEED = 0
+SAMPLE_RATE = 16000
+CACHE_FORMAT = 1  # bump when the file's layout changes
+FALLBACK = "run with --precision float32 (exact) or bfloat16 instead (HARK_PRECISION)"
+
+
+@dataclass(frozen=True)
+class Int8Weights:
+    """Where a model's int8 weights came from, and how they compared with float32."""
+
+    path: Path  # the cache file (absent when it could not be written)
+    built: bool  # quantized in this process, else read from the cache
+    saved: bool  # written to the cache by this process
+    difference: float  # relative L2 difference of the CTC logits on the probe
+    tolerance: float  # the largest difference accepted
+    seconds: float  # hashing, quantizing or reading, checking and saving
+
+
+def probe_wave(seconds: float = PROBE_SECONDS, seed: int = PROBE_SEED) -> np.ndarray:
+    """A fixed, speech-like 16 kHz signal: a gliding harmonic voice, syllable beats, some noise."""
+    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    beats = 0.5 * (1 + np.sin(2 * np.pi * 4 * t))
+    noise = np.random.default_rng(seed).standard_normal(t.size)
+    wave: np.ndarray = (0.1 * beats * voiced + 0.01 * noise).astype(np.float32)
+    return wave
+
+
+def cache_file(cache: Path, weights_digest: str) -> Path:
+    """The cache file of int8 weights quantized from the weights with this SHA-256."""
+    build = "".join(c if c.isalnum() or c in "._" else "_" for c in torch.__version__)
+    engine = torch.backends.quantized.engine
+    name = f"sensevoice-{weights_digest}-torch{build}-{engine}-v{CACHE_FORMAT}.pt"
+    return cache / "int8" / name
+
+
+def quantize(model: Any) -> None:
+    """Replace every `nn.Linear` of `model` by torch's dynamically quantized qint8 layer."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch points eager-mode quantization at torchao; it is still torch's own here.
+        warnings.filterwarnings(
+            "ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning
+        )
+        linear: set[type[torch.nn.Module]] = {torch.nn.Linear}
+        quantize_dynamic(model, linear, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
+
+
+def int8_layout(module: torch.nn.Module) -> None:
+    """Swap in empty quantized layers where `quantize` puts them, to load a cached state.
+
+    `quantize_dynamic` matches the exact type `nn.Linear` (subclasses keep float),
+    and so does this.
+    """
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    for name, child in module.named_children():
+        if type(child) is torch.nn.Linear:
+            # A 1x1 placeholder: the loaded state replaces its weight, and packing a
+            # full-size empty matrix first would cost as much as loading the real one.
+            empty = DynamicLinear(1, 1, bias_=child.bias is not None)  # type: ignore[no-untyped-call]
+            empty.in_features, empty.out_features = child.in_features, child.out_features
+            setattr(module, name, empty)
+        else:
+            int8_layout(child)
+
+
+def relative_difference(candidate: torch.Tensor, reference: torch.Tensor) -> float:
+    """||candidate - reference|| / ||reference|| (L2, over every element)."""
+    if candidate.shape != reference.shape:
+        return float("inf")
+    scale = float(torch.linalg.vector_norm(reference.float()))
+    diff = float(torch.linalg.vector_norm(candidate.float() - reference.float()))
+    return diff / scale if scale else float("inf")
+
+
+def disagreement(difference: float, tolerance: float, cached: Path | None) -> str | None:
+    """The refusal when int8 is too far from float32, or None when it is close enough."""
+    if difference <= tolerance:
+        return None
+    origin = (
+        f"the int8 weights were read from the cache file {cached}: delete it to quantize again"
+        if cached is not None
+        else "the int8 weights were quantized just now and were not cached"
+    )
+    return (
+        f"int8 weights disagree with float32: their CTC logits on the check signal differ "
+        f"by {difference:.3f} (relative L2), above the tolerance {tolerance} "
+        f"(INT8_TOLERANCE; docs/precision.md); {origin}; {FALLBACK}"
+    )
+
+
+def _acquire(lock: Path) -> FileLock | None:
+    """The cache file's lock, held; None (with a warning) when the cache is not writable."""
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        held = FileLock(lock)
+        held.acquire()
+    except OSError as exc:
+        log.warning(
+            "model cache %s is not writable (%s): int8 weights are quantized for this "
+            "process only; point HARK_MODEL_CACHE at a writable directory, or build them "
+            "there ahead of time with `hark model quantize`",
+            lock.parent,
+            exc,
+        )
+        return None
+    return held
+
+
+@contextlib.contextmanager
+def _cache_lock(lock: Path) -> Iterator[bool]:
+    """Hold the cache file's lock; yields False (unlocked) when the cache is not writable."""
+    held = _acquire(lock)
+    try:
+        yield held is not None
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _read_cached(model: Any, path: Path) -> None:
+    try:
+        with warnings.catch_warnings():
+            # torch's own unpickling of quantized tensors still goes through TypedStorage.
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        int8_layout(model)
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:  # a damaged zip, a foreign pickle, a layout that does not fit
+        raise ModelError(
+            f"cannot read the cached int8 weights {path} ({type(exc).__name__}: {exc}); delete "
+            f"the file to quantize again, or {FALLBACK}"
+        ) from exc
+
+
+def _save(model: Any, path: Path) -> bool:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".int8-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(model.state_dict(), f)
+            os.chmod(tmp, 0o644)  # as readable as the model files beside it (mkstemp: 0600)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    except OSError as exc:
+        log.warning("could not cache the int8 weights in %s (%s); they are quantized again "
+                    "at the next start", path, exc)  # fmt: skip
+        return False
+    return True
+
+
+def to_int8(
+    model: Any,
+    weights: Path,
+    cache: Path,
+    probe: Callable[[Any], torch.Tensor],
+    tolerance: float = INT8_TOLERANCE,
+    weights_sha256: str | None = None,
+) -> Int8Weights:
+    """Turn the float32 `model` (loaded from `weights`) into int8, in place, checked.
+
+    `probe(model)` returns the CTC logits of the fixed probe signal; it runs once
+    before and once after. `weights_sha256` spares hashing `weights` again when the
+    loader has just verified them. Raises `ModelError` when the logits differ by more
+    than `tolerance`, or when a cached file cannot be read; the model is then unusable.
+    """
+    started = time.perf_counter()
+    reference = probe(model)
+    path = cache_file(cache, weights_sha256 or file_sha256(weights))
+    with _cache_lock(path.with_name(path.name + ".lock")) as writable:
+        cached = path.is_file()
+        if cached:
+            _read_cached(model, path)
+        else:
+            quantize(model)
+        difference = relative_difference(probe(model), reference)
+        refusal = disagreement(difference, tolerance, path if cached else None)
+        if refusal:
+            raise ModelError(refusal)
+        saved = not cached and writable and _save(model, path)
+    seconds = time.perf_counter() - started
+    weights_info = Int8Weights(path, not cached, saved, difference, tolerance, seconds)
+    log.info(
+        "int8 weights %s %s in %.1fs; CTC logits differ from float32 by %.4f (tolerance %s)",
+        "read from" if cached else ("quantized into" if saved else "quantized, not cached in"),
+        path,
+        seconds,
+        difference,
+        tolerance,
+    )
+    return weights_info
