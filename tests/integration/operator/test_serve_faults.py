@@ -61,19 +61,30 @@ class App:
         wait_ready(self.url)
 
     def down(self) -> None:
-        """Delete the app; Serve drains requests in flight first, which on a busy
-        machine can outlast one `serve.delete` wait."""
+        """Take the app away as a head pod restart does: its replicas die at once.
+
+        A graceful `serve.delete` is not that. It drains each Worker's requests for up
+        to the Worker's graceful shutdown timeout (600 s), while the Transcriber those
+        requests wait on is stopping too, so the delete can outlast any test.
+        """
+        import ray
         from ray import serve
 
         from hark_serving.serve.app import APP_NAME
 
-        for attempt in range(5):
-            try:
-                serve.delete(APP_NAME)
-                return
-            except TimeoutError:
-                if attempt == 4:
-                    raise
+        serve.delete(APP_NAME, _blocking=False)
+        prefix = f"SERVE_REPLICA::{APP_NAME}#"
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["name"].startswith(prefix):
+                try:
+                    ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+                except ValueError:  # already gone
+                    pass
+        wait_for(
+            lambda: APP_NAME not in serve.status().applications,
+            timeout=120,
+            message=f"the Serve app {APP_NAME!r} deleted",
+        )
 
 
 def condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
