@@ -169,7 +169,7 @@ def transcribe(
     """Transcribe audio into hark.transcript/v1 JSON (and SRT, VTT, TXT) in-process."""
     from hark_serving.cli.analytics import call_analytics, options_of
     from hark_serving.cli.progress import RunProgress
-    from hark_serving.cli.summary import run_summary
+    from hark_serving.cli.summary import process_seconds, run_summary
     from hark_serving.config import load_settings
     from hark_serving.engine.embedded import Outcome
     from hark_serving.logs import setup_logging
@@ -236,19 +236,22 @@ def transcribe(
             soft_wrap=True,
         )
 
-    def summary(report: Any, load_seconds: float, code: int) -> dict[str, Any]:
+    def summary(
+        report: Any, load_seconds: float, start_seconds: float, code: int
+    ) -> dict[str, Any]:
         return run_summary(
             destination=out, files=len(refs), transcribed=report.succeeded,
             skipped=len(planned.skipped), rerendered=len(planned.rerendered),
             failures=report.failures, outputs=planned.outputs + report.outputs, audio_seconds=report.audio_seconds,
-            load_seconds=load_seconds, total_seconds=time.perf_counter() - started, exit_code=code,
+            load_seconds=load_seconds, start_seconds=start_seconds,
+            total_seconds=time.perf_counter() - started, exit_code=code,
         )  # fmt: skip
 
     if not planned.todo:
         if not to_stdout:
             analytics.write_report(destination, refs)
         if as_json:
-            typer.echo(json.dumps(summary(RunReport(), 0.0, exits.OK)))
+            typer.echo(json.dumps(summary(RunReport(), 0.0, 0.0, exits.OK)))
         return
 
     from hark_serving.engine.factory import build_engine
@@ -260,6 +263,7 @@ def transcribe(
     except HarkError as exc:
         _fail(console, exc, as_json)
     load_seconds = time.perf_counter() - loading
+    start_seconds = process_seconds()  # the start a user waits through, imports and all
 
     with RunProgress(console, len(planned.todo), enabled=not (quiet or to_stdout)) as bar:
 
@@ -286,7 +290,8 @@ def transcribe(
     code = exits.FAILURES if report.failures else exits.OK
     console.print(
         f"done: {report.succeeded} transcribed ({report.audio_seconds:.1f} s of audio), "
-        f"{len(planned.skipped)} skipped, {len(report.failures)} failed → {out}",
+        f"{len(planned.skipped)} skipped, {len(report.failures)} failed → {out} "
+        f"(model ready {start_seconds:.1f} s after start, {load_seconds:.1f} s to load)",
         highlight=False,
         soft_wrap=True,
     )
@@ -295,7 +300,7 @@ def transcribe(
         for f in report.failures:
             console.print(f"  {f.uri}: {f.code}: {f.message}", highlight=False, soft_wrap=True)
     if as_json:
-        typer.echo(json.dumps(summary(report, load_seconds, code)))
+        typer.echo(json.dumps(summary(report, load_seconds, start_seconds, code)))
     sys.stderr.flush()
     if code:
         raise typer.Exit(code)

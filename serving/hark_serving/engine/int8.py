@@ -12,8 +12,10 @@ model cache (`HARK_MODEL_CACHE`), one file per weights file and torch build:
 
     <cache>/int8/sensevoice-<SHA-256 of model.pt>-torch<version>-<engine>-v1.pt
 
-The key is the SHA-256 of the weights' bytes (hashed once per load, or taken
-from the digest a hub copy was just verified against), so changed weights get
+The key is the SHA-256 of the weights' bytes (taken from the digest a hub copy
+was just verified against, or else hashed and remembered in
+`<cache>/int8/digests/` against the file's size, mtime, ctime and inode, so a start
+hashes a local model.pt again only after it changed), so changed weights get
 a file of their own; torch's version and quantized engine name the
 code that packed it. The file is written once, to a temporary name renamed into
 place, under a file lock, so replicas that start together on one node build it
@@ -32,6 +34,8 @@ model is refused with a `ModelError` that names both figures and the fall-back.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -151,6 +155,43 @@ def disagreement(difference: float, tolerance: float, cached: Path | None) -> st
     )
 
 
+def _stamp(file: Path) -> dict[str, int]:
+    st = file.stat()
+    # ctime too: a write in place that restores the mtime still moves the ctime.
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+    }
+
+
+def weights_digest(weights: Path, cache: Path) -> str:
+    """SHA-256 of `weights`, remembered under `cache` while the file's size, times and
+    inode stay the same: hashing a full model.pt costs about a second per start."""
+    weights = weights.resolve()
+    memo = (
+        cache / "int8" / "digests" / (hashlib.sha256(str(weights).encode()).hexdigest() + ".json")
+    )
+    stamp = _stamp(weights)
+    with contextlib.suppress(OSError, ValueError):
+        known = json.loads(memo.read_text())
+        if known.get("path") == str(weights) and known.get("stamp") == stamp:
+            return str(known["sha256"])
+    digest = file_sha256(weights)
+    if _stamp(weights) == stamp:  # not changed while it was read
+        record = {"path": str(weights), "stamp": stamp, "sha256": digest}
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".digest-", dir=memo.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+            os.replace(tmp, memo)
+        except OSError as exc:  # a read-only cache: hashed again next time
+            log.debug("could not remember the digest of %s in %s: %s", weights, memo, exc)
+    return digest
+
+
 def _acquire(lock: Path) -> FileLock | None:
     """The cache file's lock, held; None (with a warning) when the cache is not writable."""
     try:
@@ -230,7 +271,7 @@ def to_int8(
     """
     started = time.perf_counter()
     reference = probe(model)
-    path = cache_file(cache, weights_sha256 or file_sha256(weights))
+    path = cache_file(cache, weights_sha256 or weights_digest(weights, cache))
     with _cache_lock(path.with_name(path.name + ".lock")) as writable:
         cached = path.is_file()
         if cached:

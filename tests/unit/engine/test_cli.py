@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,14 +141,21 @@ def test_the_installed_entry_point_runs_the_embedded_default(
 ) -> None:
     out = tmp_path / "out"
     hark = Path(sys.executable).with_name("hark")
+    args = [str(hark), "transcribe", str(inputs / "a.wav"), "--out", str(out), "--json"]
+    began = time.monotonic()
     proc = subprocess.run(
-        [str(hark), "transcribe", str(inputs / "a.wav"), "--out", str(out), "--timestamps", "word"],
+        [*args, "--timestamps", "word"],
         env={**os.environ, "HARK_MODEL": str(tiny_model_dir), "HARK_DEVICE": "cpu"},
         capture_output=True,
         text=True,
         timeout=300,
     )
+    took = time.monotonic() - began
     assert proc.returncode == 0, proc.stderr
+    # The start a user waits through: from the process's start until the model was ready.
+    timings = json.loads(proc.stdout)["timings"]
+    assert timings["load_seconds"] <= timings["start_seconds"] < took, (timings, took)
+    assert f"model ready {timings['start_seconds']:.1f} s after start" in proc.stderr
     doc = json.loads((out / "a.wav.json").read_text())
     assert doc["options"]["timestamps"] == "word"
     assert doc["model"] == {

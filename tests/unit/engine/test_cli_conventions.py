@@ -203,7 +203,8 @@ def test_json_summary_counts_every_file_exactly(
         }
     ]
     assert summary["failures"][0]["message"]
-    assert set(summary["timings"]) == {"load_seconds", "total_seconds"}
+    assert set(summary["timings"]) == {"load_seconds", "start_seconds", "total_seconds"}
+    assert summary["timings"]["start_seconds"] >= summary["timings"]["load_seconds"] > 0
     assert summary["audio_seconds"] > 0
 
     (inputs / "bad.mp3").unlink()

@@ -20,7 +20,7 @@ from hark import Transcriber
 from hark_serving.cli import exits
 from hark_serving.cli.main import app
 from hark_serving.engine.audio import decode_audio
-from hark_serving.engine.int8 import INT8_TOLERANCE, cache_file
+from hark_serving.engine.int8 import INT8_TOLERANCE, cache_file, weights_digest
 from hark_serving.engine.model_source import file_sha256
 from hark_serving.engine.recognition import DecodeRequest
 from hark_serving.engine.sensevoice import SenseVoice, resolve_precision
@@ -322,3 +322,33 @@ def test_a_hub_copy_keys_its_int8_weights_by_the_digest_it_was_verified_against(
 
     second = build_recognizer(settings).int8  # verified against them, then read from the cache
     assert second is not None and not second.built and second.path == first.path
+
+
+def test_the_weights_digest_is_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    cache, weights = tmp_path / "cache", tmp_path / "model.pt"
+    weights.write_bytes(b"a" * 4096)
+    digest = weights_digest(weights, cache)
+    assert digest == file_sha256(weights)
+    [memo] = (cache / "int8" / "digests").glob("*.json")
+    assert json.loads(memo.read_text())["sha256"] == digest
+
+    # While the file's stamp holds, the remembered digest is the answer: no hashing.
+    record = json.loads(memo.read_text())
+    memo.write_text(json.dumps({**record, "sha256": "remembered"}))
+    assert weights_digest(weights, cache) == "remembered"
+
+    # Rewritten in place, same size, its mtime put back: the ctime moved, so hashed again.
+    before = weights.stat()
+    with weights.open("r+b") as f:
+        f.write(b"b")
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert weights.stat().st_ino == before.st_ino and weights.stat().st_size == before.st_size
+    assert weights_digest(weights, cache) == file_sha256(weights) != digest
+
+
+def test_a_read_only_cache_still_gives_the_digest(tmp_path: Path) -> None:
+    cache, weights = tmp_path / "cache", tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    cache.write_text("not a directory")  # unwritable as a cache, even for root
+    assert weights_digest(weights, cache) == file_sha256(weights)
+    assert weights_digest(weights, cache) == file_sha256(weights)
