@@ -19,14 +19,17 @@ dispatcher and counts the rest (intake). A Batch job waits until its queue
 drains and scans again; a scan that finds nothing pending and nothing in
 flight completes it. A Watch job scans every pollIntervalSeconds, and queues
 the keys bucket notifications name (`notify`) as they come, one by one
-without a listing, during a scan too; its scans stay the reconciliation. Nothing lives only in memory: a new runner (after a restart)
-scans S3 and carries on. The existing transcripts' summaries are read for the
-job summary by a separate pass in the background (`_seed_summary`), so a
-restart in a folder holding many transcripts dispatches a new upload as fast
-as the listing reaches it, whatever the history. A job with `analytics` keeps
-its QA reports and drains its alert outbox beside this (`jobs.analytics`); a
-finished job's runner stays until the outbox is empty. Deleting the job cancels
-the runner; in-flight items are abandoned and outputs stay.
+without a listing, during a scan too; its scans stay the reconciliation.
+Nothing lives only in memory: a new runner (after a restart) scans S3 and
+carries on. The existing transcripts' summaries are read for the
+job summary by a separate pass in the background (`SummaryKeeper.seed`), which
+starts once the first scan is complete and counts only outputs written before
+this runner started (its own outcomes count the rest), so a restart in a
+folder holding many transcripts dispatches a new upload as fast as the
+listing reaches it, whatever the history. Deleting the job cancels the
+runner; in-flight items are abandoned and outputs stay. A job with
+`analytics` keeps its QA reports and drains its alert outbox beside this
+(`jobs.analytics`); a finished job's runner stays until the outbox is empty.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class JobRunner:
         self._notice = asyncio.Event()  # keys notified, or the job may take them now
         self._failure_events = 0
         self._seeder: asyncio.Task[None] | None = None
+        self._began = self.env.wall()  # this runner's start: outputs since are its own
         self._gate_news = GateNews(env.dispatcher.gate)
         self.analytics: JobAnalytics | None = None
 
@@ -142,7 +146,8 @@ class JobRunner:
             )
             await self._after_finish()
             return self.status
-        self.start_time = self.start_time or self.env.wall()
+        self._began = self.env.wall()
+        self.start_time = self.start_time or self._began
         try:
             spec = self.spec()
         except ValidationError as exc:  # the API server admitted what the models refuse
@@ -236,17 +241,6 @@ class JobRunner:
                 # Credentials are read again for every scan (rotated Secrets).
                 store = await self.env.stores.store(spec.storage.profile)
                 self.summary.store = store
-                if first:
-                    self._seeder = asyncio.create_task(
-                        self.summary.seed(
-                            Planner(store, page_size=self.env.page_size),
-                            spec,
-                            since=self.created,
-                            chunk=CHUNK,
-                        )
-                    )
-                    if self.analytics is not None:
-                        self.analytics.open_after(self._seeded)
                 self._failure_events = 0
                 tally = await self.intake.scan(store, spec)
             except (StorageError, JobConfigError) as exc:
@@ -268,6 +262,20 @@ class JobRunner:
                 continue
             if self.blocked is not None:
                 await self.reporter.event("Normal", "Recovered", f"{self.blocked[0]} resolved")
+            if first:
+                # After the first scan rather than beside it: reading many transcripts
+                # would slow the listing that finds new work (after a restart, too).
+                self._seeder = asyncio.create_task(
+                    self.summary.seed(
+                        Planner(store, page_size=self.env.page_size),
+                        spec,
+                        since=self.created,
+                        before=self._began,
+                        chunk=CHUNK,
+                    )
+                )
+                if self.analytics is not None:
+                    self.analytics.open_after(self._seeded)
             self.blocked, first, waits = None, False, 0
             self._notice.set()
             if spec.mode == "Batch":

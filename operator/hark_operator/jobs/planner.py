@@ -77,6 +77,7 @@ class PlanItem:
     # Why the worker would refuse its keys (`uris.key_problem`): failed, never dispatched.
     problem: str | None = None
     has_error_record: bool = False
+    written: datetime | None = None  # when the output that settled a done or failed state was
 
     @property
     def key(self) -> str:
@@ -271,6 +272,7 @@ def plan_item(
     state, preexisting = classify(
         info, json, error, overwrite=overwrite, since=since, records=records
     )
+    settled = json if state == "done" else error if state == "failed" else None
     if (
         state == "pending"
         and known_current is not None
@@ -286,6 +288,7 @@ def plan_item(
         etag=info.clean_etag,
         state=state,
         preexisting=preexisting,
+        written=settled.last_modified if settled is not None else None,
     )
 
 
