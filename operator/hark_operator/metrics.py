@@ -34,6 +34,19 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 
+SCANS = Counter(
+    "hark_operator_scans",
+    "Complete listings of a job's input and output prefixes.",
+    ["job"],
+)
+NOTIFIED_RESULTS = ("dispatched", "current", "ignored", "deferred")
+NOTIFIED = Counter(
+    "hark_operator_notified_keys",
+    "Keys that bucket notifications named to a job, by what came of them: dispatched, "
+    "current (nothing to do), ignored (not an input of the job), deferred (left to a scan).",
+    ["job", "result"],
+)
+
 
 def forget_job(job: str) -> None:
     """Drop the series of a job that stopped running, so their number stays bounded."""
@@ -42,6 +55,11 @@ def forget_job(job: str) -> None:
     for result in ("succeeded", "skipped", "failed", "retried"):
         with contextlib.suppress(KeyError):
             ITEMS.remove(job, result)
+    with contextlib.suppress(KeyError):
+        SCANS.remove(job)
+    for result in NOTIFIED_RESULTS:
+        with contextlib.suppress(KeyError):
+            NOTIFIED.remove(job, result)
 
 
 # For the chart's alerts: backlog age, a job stalled, the GPU floor at its bound.

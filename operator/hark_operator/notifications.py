@@ -1,17 +1,18 @@
-"""Bucket notifications: a new object wakes the Watch jobs whose drop folder holds it.
+"""Bucket notifications: a new object goes to the Watch jobs whose drop folder holds it.
 
 Where the object store can send events (a MinIO webhook target; on AWS, S3 → SQS
 relayed to the same endpoint), it POSTs them to this receiver, which finds the
-Watch jobs whose input bucket and prefix contain the new key and wakes them: a
-scan starts at once instead of after `pollIntervalSeconds`. Polling stays as
-the reconciliation that catches anything a lost notification missed; without
-notifications nothing changes.
+Watch jobs whose input bucket and prefix contain the new key and hands each its
+keys: the job checks and queues them at once (`JobRunner.notify`), without
+listing the prefix and without waiting for `pollIntervalSeconds`. Polling stays
+as the reconciliation that catches anything a lost notification missed;
+without notifications nothing changes.
 
     POST /notifications/s3      body: an S3 event record set ({"Records": [...]},
                                 as MinIO and S3 send it); `Authorization: Bearer
                                 <HARK_NOTIFY_TOKEN>` when a token is set
 
-Matching is plain data (`created_objects`, `jobs_to_wake`); the aiohttp server
+Matching is plain data (`created_objects`, `keys_by_job`); the aiohttp server
 is the thin edge.
 """
 
@@ -66,28 +67,30 @@ def created_objects(body: Mapping[str, Any]) -> list[NewObject]:
     return found
 
 
-def jobs_to_wake(objects: Iterable[NewObject], folders: Mapping[str, DropFolder]) -> set[str]:
-    """Keys of the jobs whose drop folder holds one of `objects`."""
-    return {
-        job
-        for obj in objects
-        for job, folder in folders.items()
-        if obj.bucket == folder.bucket and obj.key.startswith(folder.prefix)
-    }
+def keys_by_job(
+    objects: Iterable[NewObject], folders: Mapping[str, DropFolder]
+) -> dict[str, list[str]]:
+    """Job key → the keys of `objects` in its drop folder, in the order they came."""
+    found: dict[str, list[str]] = {}
+    for obj in objects:
+        for job, folder in folders.items():
+            if obj.bucket == folder.bucket and obj.key.startswith(folder.prefix):
+                found.setdefault(job, []).append(obj.key)
+    return found
 
 
 class NotificationReceiver:
-    """The HTTP edge: authenticate, parse, wake; answers 204 whatever it matched."""
+    """The HTTP edge: authenticate, parse, hand keys to jobs; answers 204 whatever it matched."""
 
     def __init__(
         self,
         folders: Callable[[], Mapping[str, DropFolder]],
-        wake: Callable[[str], None],
+        notify: Callable[[str, list[str]], None],
         *,
         token: str | None = None,
     ) -> None:
         self.folders = folders
-        self.wake = wake
+        self.notify = notify
         self.token = token
         self.received = 0
         self._runner: web.AppRunner | None = None
@@ -118,9 +121,9 @@ class NotificationReceiver:
             )
         objects = created_objects(body)
         self.received += len(objects)
-        for job in sorted(jobs_to_wake(objects, self.folders())):
-            log.info("new object in the drop folder of %s: scanning now", job)
-            self.wake(job)
+        for job, keys in sorted(keys_by_job(objects, self.folders()).items()):
+            log.info("%d new object(s) in the drop folder of %s, %s first", len(keys), job, keys[0])
+            self.notify(job, keys)
         return web.Response(status=204)
 
     async def alive(self, request: web.Request) -> web.Response:

@@ -201,7 +201,7 @@ class Runtime:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.notifications = NotificationReceiver(
-            self.drop_folders, self.wake, token=settings.notify_token
+            self.drop_folders, self.notify, token=settings.notify_token
         )
 
     async def start(self) -> None:
@@ -245,6 +245,12 @@ class Runtime:
         job = self.jobs.get(key)
         if job is not None:
             job.wake()
+
+    def notify(self, key: str, objects: list[str]) -> None:
+        """Keys a bucket notification named in the drop folder of job `key`."""
+        job = self.jobs.get(key)
+        if job is not None:
+            job.notify(objects)
 
     async def announce(self, decision: Decision, backlog: float) -> None:
         """A floor change as an Event: on the RayService, or else on each busy job."""

@@ -15,28 +15,29 @@ whose error record cannot be written is counted as failed, named in the
 changes, so it never loops.
 
 A scan lists both prefixes (planner), queues every pending input with the
-dispatcher and counts the rest. A Batch job waits until its queue drains and
-scans again; a scan that finds nothing pending and nothing in flight
-completes it. Nothing lives only in memory: a new runner (after a restart)
-scans S3 and carries on. The existing transcripts' summaries are read for the
-job summary by a separate pass in the background (`_seed_summary`), so a
-restart in a folder holding many transcripts dispatches a new upload as fast
-as the listing reaches it, whatever the history. A job with `analytics` keeps
-its QA reports and drains its alert outbox beside this (`jobs.analytics`); a
-finished job's runner stays until the outbox is empty. Deleting the job cancels
-the runner; in-flight items are abandoned and outputs stay.
+dispatcher and counts the rest (intake). A Batch job waits until its queue
+drains and scans again; a scan that finds nothing pending and nothing in
+flight completes it. A Watch job scans every pollIntervalSeconds, and queues
+the keys bucket notifications name (`notify`) as they come, one by one
+without a listing, during a scan too; its scans stay the reconciliation.
+Nothing lives only in memory: a new runner (after a restart) scans S3 and
+carries on. The existing transcripts' summaries are read for the
+job summary by a separate pass in the background (`SummaryKeeper.seed`), which
+starts once the first scan is complete and counts only outputs written before
+this runner started (its own outcomes count the rest), so a restart in a
+folder holding many transcripts dispatches a new upload as fast as the
+listing reaches it, whatever the history. Deleting the job cancels the
+runner; in-flight items are abandoned and outputs stay. A job with
+`analytics` keeps its QA reports and drains its alert outbox beside this
+(`jobs.analytics`); a finished job's runner stays until the outbox is empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -46,29 +47,22 @@ from hark_operator.errors import JobConfigError
 from hark_operator.jobs.analytics import JobAnalytics
 from hark_operator.jobs.env import JobEnv
 from hark_operator.jobs.gate import GateNews
-from hark_operator.jobs.planner import PlanItem, Planner, ScanTally
+from hark_operator.jobs.intake import CHUNK, NOTIFIED_BATCH, Intake, NotifiedKeys
+from hark_operator.jobs.planner import Planner
 from hark_operator.jobs.progress import JobTracker
-from hark_operator.jobs.refused import refuse
 from hark_operator.jobs.reporter import Observation, Reporter
 from hark_operator.jobs.summary import summary_uri
 from hark_operator.jobs.summary_store import SummaryKeeper
 from hark_operator.jobs.verdict import final_verdict, over_budget
-from hark_operator.jobs.work import Outcome, WorkItem, item_request
+from hark_operator.jobs.work import Outcome
 from hark_operator.resource.models import Counts, JobRef, JobSpec, JobStatus, Phase
 from hark_serving.errors import AccessDenied, StorageError, StorageUnavailable
 from hark_serving.retry import RetryPolicy
-from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import parse_s3_uri
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256  # plan items fetched from the listing thread at a time
-KNOWN_CURRENT_LIMIT = 100_000
 EVENT_FAILURES_PER_SCAN = 10  # ItemFailed Events per scan; the rest are in status and S3
-
-
-def _take(gen: Generator[PlanItem, None, None], n: int) -> list[PlanItem]:
-    return list(itertools.islice(gen, n))
 
 
 class JobRunner:
@@ -104,13 +98,13 @@ class JobRunner:
         self.blocked: tuple[str, str] | None = None
         self.failure: tuple[str, str] | None = None
         self.summary_uri = self.status.summary_uri
+        self.intake = Intake(ref.key, env, self.tracker, self.summary, created=created)
         self._wake = asyncio.Event()
-        self._known: OrderedDict[str, str] = OrderedDict()  # output base → etag found current
-        # output base → input etag of failures whose error record could not be written
-        self._unrecorded: OrderedDict[str, str] = OrderedDict()
+        self._notified = NotifiedKeys()
+        self._notice = asyncio.Event()  # keys notified, or the job may take them now
         self._failure_events = 0
         self._seeder: asyncio.Task[None] | None = None
-        self._refused: set[str] = set()  # inputs whose keys the worker refuses, reported
+        self._began = self.env.wall()  # this runner's start: outputs since are its own
         self._gate_news = GateNews(env.dispatcher.gate)
         self.analytics: JobAnalytics | None = None
 
@@ -119,8 +113,17 @@ class JobRunner:
         return self.ref.key
 
     def wake(self) -> None:
-        """The spec changed: stop waiting and look at it again."""
+        """The spec changed: stop waiting and look at it again (and scan)."""
         self._wake.set()
+
+    def notify(self, keys: Iterable[str]) -> None:
+        """A bucket notification named these keys in the job's drop folder: queue them
+        without a listing; too many at once and the job scans instead."""
+        dropped = self._notified.add(keys)
+        if dropped:
+            metrics.NOTIFIED.labels(self.key, "deferred").inc(dropped)
+            self.wake()
+        self._notice.set()
 
     def backlog(self) -> int:
         if self.phase not in ("Running", "Watching"):
@@ -143,7 +146,8 @@ class JobRunner:
             )
             await self._after_finish()
             return self.status
-        self.start_time = self.start_time or self.env.wall()
+        self._began = self.env.wall()
+        self.start_time = self.start_time or self._began
         try:
             spec = self.spec()
         except ValidationError as exc:  # the API server admitted what the models refuse
@@ -157,14 +161,18 @@ class JobRunner:
             max_attempts=spec.max_attempts,
             sink=self._on_outcome,
         )
-        publisher = asyncio.create_task(self._publish_loop())
+        helpers = [
+            asyncio.create_task(self._publish_loop()),
+            asyncio.create_task(self._notified_loop()),
+        ]
         try:
             finished = await self._main()
         finally:
             await self.env.dispatcher.unregister(self.key)
             self.env.claims.release(self.key)
-            publisher.cancel()
-            await asyncio.gather(publisher, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             if self._seeder is not None:
                 self._seeder.cancel()
                 await asyncio.gather(self._seeder, return_exceptions=True)
@@ -186,12 +194,17 @@ class JobRunner:
         self.analytics = JobAnalytics.start(
             self.ref, spec, self.env, self.reporter, self.summary, running=True
         )
+        if self.analytics is not None:
+            self.intake.alerts_prefix = self.analytics.alerts_prefix
         await self.reporter.event(
             "Normal", "Started", f"{spec.mode} job: {spec.input.uri} → {spec.output.uri}"
         )
         first, waits = True, 0
         policy = RetryPolicy(base=self.env.retry_delay, cap=self.env.retry_cap, attempts=None)
         while True:
+            # Cleared before the spec is read and the scan starts: a wake that comes
+            # during the scan cuts the wait after it short instead of being lost.
+            self._wake.clear()
             spec = self.spec()
             self.env.dispatcher.configure(
                 self.key,
@@ -219,6 +232,7 @@ class JobRunner:
                 )
                 await self._blocked("OutputConflict", message, policy.delay(waits))
                 continue
+            self._notice.set()  # notified keys may be queued from now on (while watching)
             if spec.mode == "Batch":
                 exceeded = over_budget(self._counts(), spec.max_failed_files)
                 if exceeded is not None:
@@ -227,18 +241,8 @@ class JobRunner:
                 # Credentials are read again for every scan (rotated Secrets).
                 store = await self.env.stores.store(spec.storage.profile)
                 self.summary.store = store
-                if first:
-                    self._seeder = asyncio.create_task(
-                        self.summary.seed(
-                            Planner(store, page_size=self.env.page_size),
-                            spec,
-                            since=self.created,
-                            chunk=CHUNK,
-                        )
-                    )
-                    if self.analytics is not None:
-                        self.analytics.open_after(self._seeded)
-                tally = await self._scan(store, spec)
+                self._failure_events = 0
+                tally = await self.intake.scan(store, spec)
             except (StorageError, JobConfigError) as exc:
                 code = getattr(exc, "code", "storage_error")
                 lasting = not isinstance(exc, (StorageUnavailable, AccessDenied))
@@ -258,7 +262,22 @@ class JobRunner:
                 continue
             if self.blocked is not None:
                 await self.reporter.event("Normal", "Recovered", f"{self.blocked[0]} resolved")
+            if first:
+                # After the first scan rather than beside it: reading many transcripts
+                # would slow the listing that finds new work (after a restart, too).
+                self._seeder = asyncio.create_task(
+                    self.summary.seed(
+                        Planner(store, page_size=self.env.page_size),
+                        spec,
+                        since=self.created,
+                        before=self._began,
+                        chunk=CHUNK,
+                    )
+                )
+                if self.analytics is not None:
+                    self.analytics.open_after(self._seeded)
             self.blocked, first, waits = None, False, 0
+            self._notice.set()
             if spec.mode == "Batch":
                 if tally.pending == 0 and self.env.dispatcher.load(self.key).open == 0:
                     verdict = final_verdict(self._counts(), spec.max_failed_files)
@@ -288,54 +307,6 @@ class JobRunner:
             await asyncio.gather(self._seeder, return_exceptions=True)
         await self.summary.drain()
 
-    async def _scan(self, store: S3Store, spec: JobSpec) -> ScanTally:
-        started = time.perf_counter()
-        planner = Planner(store, page_size=self.env.page_size)
-        out = spec.output_prefix
-        gen = planner.scan(
-            spec.input_uri,
-            out,
-            spec.input.include,
-            spec.input.exclude,
-            overwrite=spec.output.overwrite,
-            since=self.created,
-            known_current=lambda rel, etag: self._known.get(str(out.join(rel))) == etag,
-        )
-        self.tracker.begin_scan()
-        tag = self.tracker.scan_number
-        self._failure_events = 0
-        try:
-            while chunk := await self.env.stores.run(_take, gen, CHUNK):
-                for item in chunk:
-                    if item.state == "pending" and self._unrecorded.get(item.key) == item.etag:
-                        item = replace(item, state="failed")  # see _on_outcome
-                    self.tracker.scanned(item)
-                    if item.problem is not None:
-                        await self._refuse(item)
-                        continue
-                    if item.state == "pending" and not self.env.dispatcher.busy(item.key):
-                        outbox = self.analytics.alerts_prefix if self.analytics else None
-                        request = item_request(spec, item, self.key, outbox)
-                        work = WorkItem(item.key, request, item.size, item.etag, tag)
-                        await self.env.dispatcher.submit(self.key, work)
-        except BaseException:
-            self.tracker.abandon_scan()
-            gen.close()
-            raise
-        tally = self.tracker.end_scan(self.env.wall())
-        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-        log.debug("%s: scanned %d inputs, %d pending", self.key, tally.total, tally.pending)
-        return tally
-
-    async def _refuse(self, item: PlanItem) -> None:
-        """An input whose keys the worker would refuse: failed with the reason, once."""
-        if item.key in self._refused:
-            return
-        self._refused.add(item.key)
-        failure = await refuse(item, self.key, self.env.dispatcher.recorder, self.env.wall())
-        self.tracker.seed_failures([failure])
-        self.summary.tally.add_failure(failure.key, failure.reason, failure.message)
-
     # -- outcomes and the summary ----------------------------------------------
 
     def _on_outcome(self, outcome: Outcome) -> None:
@@ -343,9 +314,7 @@ class JobRunner:
         self.tracker.record(result, item.request.input_uri, self.env.wall(), item.tag)
         if not outcome.recorded:
             # Not dispatched again while its input stays the same: no loop burning the GPU.
-            self._unrecorded[item.key] = item.etag
-            while len(self._unrecorded) > KNOWN_CURRENT_LIMIT:
-                self._unrecorded.popitem(last=False)
+            self.intake.not_recorded(item.key, item.etag)
         if result.status == "failed":
             error = result.error
             code, message = (error.code, error.message) if error else ("failed", "")
@@ -364,22 +333,51 @@ class JobRunner:
             text = f"{item.request.input_uri}: {', '.join(result.alerts)} → {result.output_uri}"
             self.summary.background(self.reporter.event("Warning", "CategoryAlert", text))
         if result.status == "skipped":
-            self._known[item.key] = item.etag
-            while len(self._known) > KNOWN_CURRENT_LIMIT:
-                self._known.popitem(last=False)
+            self.intake.found_current(item.key, item.etag)
         self.summary.add_soon("json", parse_s3_uri(item.request.output_uri), item.request.input_uri)
+
+    # -- notified keys -------------------------------------------------------------
+
+    def _takes_notified(self, spec: JobSpec) -> bool:
+        """Whether notified keys may be queued now: watching, not suspended, not blocked."""
+        return (
+            spec.mode == "Watch"
+            and not spec.suspend
+            and self.phase == "Watching"
+            and self.blocked is None
+        )
+
+    async def _notified_loop(self) -> None:
+        """Queue notified keys as they come, beside the scans; until the job can take
+        them they wait (a scan will have listed them by then, or they are queued after)."""
+        while True:
+            await self._notice.wait()
+            self._notice.clear()
+            while self._notified:
+                try:
+                    spec = self.spec()
+                except ValidationError:
+                    break
+                if not self._takes_notified(spec):
+                    break
+                keys = self._notified.take(NOTIFIED_BATCH)
+                try:
+                    store = await self.env.stores.store(spec.storage.profile)
+                    await self.intake.notified(store, spec, keys)
+                except Exception as exc:  # the next scan finds them and reports the trouble
+                    log.warning("%s: notified keys left to a scan: %s", self.key, exc)
+                    metrics.NOTIFIED.labels(self.key, "deferred").inc(len(keys))
+                    self.wake()
 
     # -- waiting ---------------------------------------------------------------
 
     async def _sleep(self, seconds: float) -> None:
-        """Sleep, or less when the spec changes."""
-        self._wake.clear()
+        """Sleep, or less when the spec changed since this loop turn began."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _wait_idle(self) -> None:
         """Until the job's items are all done, or its spec changed (suspend, priority)."""
-        self._wake.clear()
         idle = asyncio.create_task(self.env.dispatcher.idle(self.key))
         woken = asyncio.create_task(self._wake.wait())
         try:
@@ -408,7 +406,7 @@ class JobRunner:
             failure=self.failure,
             processor=self.env.dispatcher.processor_state(),
             environment=self.env.dispatcher.environment_trouble(self.key),
-            unrecorded=len(self._unrecorded),
+            unrecorded=len(self.intake.unrecorded),
         )
 
     async def publish(self) -> None:

@@ -1,4 +1,4 @@
-"""What a job still has to do, read from S3 listings alone.
+"""What a job still has to do, read from S3 listings.
 
 Inputs under the job's input prefix and outputs under its output prefix are
 listed page by page, both in key order, and joined on the input's path
@@ -23,6 +23,10 @@ key below `r`. A small heap holds the expected keys not yet settled: for
 ordinary names only the latest input's, for names that prefix one another
 (`x.mp3`, `x.mp3-copy.mp3`) a few more. Memory stays at about one page per
 listing, whatever the size of the prefixes.
+
+One key a bucket notification names is planned without listing
+(`Planner.plan_key`): the same filters, key rules and verdict (`plan_item`),
+from HEAD requests of the input and its two outputs.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class PlanItem:
     # Why the worker would refuse its keys (`uris.key_problem`): failed, never dispatched.
     problem: str | None = None
     has_error_record: bool = False
+    written: datetime | None = None  # when the output that settled a done or failed state was
 
     @property
     def key(self) -> str:
@@ -223,6 +228,70 @@ def keys_problem(input_key: str, relative: str, output_prefix_key: str) -> str |
     return output_key_problem(output_prefix_key + relative)
 
 
+def input_relative(
+    key: str, prefix: str, include: Sequence[str], exclude: Sequence[str]
+) -> str | None:
+    """The path of `key` under the listed input `prefix` when the object is one of the
+    job's inputs; None for folder placeholders, keys elsewhere and names the filters drop."""
+    if key.endswith("/") or not key.startswith(prefix):
+        return None
+    try:
+        rel = relative_key(key, prefix)
+    except InvalidUri:
+        rel = key[len(prefix) :]  # counted, and failed with the reason
+    return rel if matches(rel, include, exclude) else None
+
+
+def plan_item(
+    listed: S3Uri,
+    out: S3Uri,
+    rel: str,
+    info: ObjectInfo,
+    json: ObjectInfo | None,
+    error: ObjectInfo | None,
+    *,
+    overwrite: bool,
+    since: datetime | None,
+    records: EtagCheck | None,
+    known_current: KnownCurrent | None,
+) -> PlanItem:
+    """One input with what its outputs say about it: the same verdict for a listed
+    input and for one a notification named."""
+    problem = keys_problem(info.key, rel, out.key)
+    if problem is not None:
+        return PlanItem(
+            relative=rel,
+            input=S3Uri(listed.bucket, info.key),
+            output_base=S3Uri(out.bucket, out.key + rel),
+            size=info.size,
+            etag=info.clean_etag,
+            state="failed",
+            problem=problem,
+            has_error_record=error is not None,
+        )
+    state, preexisting = classify(
+        info, json, error, overwrite=overwrite, since=since, records=records
+    )
+    settled = json if state == "done" else error if state == "failed" else None
+    if (
+        state == "pending"
+        and known_current is not None
+        and not overwrite
+        and known_current(rel, info.clean_etag)
+    ):
+        state = "done"
+    return PlanItem(
+        relative=rel,
+        input=S3Uri(listed.bucket, info.key),
+        output_base=out.join(rel),
+        size=info.size,
+        etag=info.clean_etag,
+        state=state,
+        preexisting=preexisting,
+        written=settled.last_modified if settled is not None else None,
+    )
+
+
 class Planner:
     """Scans one job's prefixes; every call lists afresh (S3 is the source of truth)."""
 
@@ -244,13 +313,8 @@ class Planner:
 
         def listing() -> Iterator[tuple[str, ObjectInfo]]:
             for obj in self.store.iter_objects(uri, self.page_size):
-                if obj.key.endswith("/"):
-                    continue  # folder placeholders
-                try:
-                    rel = relative_key(obj.key, uri.key)
-                except InvalidUri:
-                    rel = obj.key[len(uri.key) :]  # counted, and failed with the reason
-                if matches(rel, include, exclude):
+                rel = input_relative(obj.key, uri.key, include, exclude)
+                if rel is not None:
                     yield rel, obj
 
         return uri, "", listing()
@@ -273,43 +337,75 @@ class Planner:
     ) -> Generator[PlanItem, None, None]:
         """Every matching input with its state, streamed; raises StorageError."""
         out = as_prefix(output_prefix)
+        self.store.check_allowed(input_uri)
+        self.store.check_allowed(out)
+        records = self._records(out)
+        listed, narrow, inputs = self._inputs(input_uri, include, exclude)
+        for rel, info, json, error in merge_join(inputs, self._outputs(out, narrow)):
+            yield plan_item(
+                listed, out, rel, info, json, error,
+                overwrite=overwrite, since=since, records=records,
+                known_current=known_current,
+            )  # fmt: skip
 
+    def _records(self, out: S3Uri) -> EtagCheck:
         def records(key: str, etag: str) -> bool:
             return is_current(recorded_etag(self.store.head_metadata(S3Uri(out.bucket, key))), etag)
 
+        return records
+
+    def plan_key(
+        self,
+        input_uri: S3Uri,
+        output_prefix: S3Uri,
+        key: str,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        *,
+        overwrite: bool = False,
+        since: datetime | None = None,
+        known_current: KnownCurrent | None = None,
+    ) -> PlanItem | None:
+        """The one input `key` (in the input's bucket) as a scan would see it, from HEAD
+        requests instead of listings; None when it is not an input of the job (outside
+        the prefix, dropped by the filters, a folder, gone). Raises StorageError."""
+        out = as_prefix(output_prefix)
         self.store.check_allowed(input_uri)
         self.store.check_allowed(out)
-        listed, narrow, inputs = self._inputs(input_uri, include, exclude)
-        for rel, info, json, error in merge_join(inputs, self._outputs(out, narrow)):
-            problem = keys_problem(info.key, rel, out.key)
-            if problem is not None:
-                yield PlanItem(
-                    relative=rel,
-                    input=S3Uri(listed.bucket, info.key),
-                    output_base=S3Uri(out.bucket, out.key + rel),
-                    size=info.size,
-                    etag=info.clean_etag,
-                    state="failed",
-                    problem=problem,
-                    has_error_record=error is not None,
-                )
-                continue
-            state, preexisting = classify(
-                info, json, error, overwrite=overwrite, since=since, records=records
-            )
-            if (
-                state == "pending"
-                and known_current is not None
-                and not overwrite
-                and known_current(rel, info.clean_etag)
-            ):
-                state = "done"
-            yield PlanItem(
-                relative=rel,
-                input=S3Uri(listed.bucket, info.key),
-                output_base=out.join(rel),
-                size=info.size,
-                etag=info.clean_etag,
-                state=state,
-                preexisting=preexisting,
-            )
+        listed = input_uri
+        if not input_uri.is_prefix:
+            named = self.store.head(input_uri)
+            if named is not None:  # the job names one object: no other key is an input
+                if key != input_uri.key:
+                    return None
+                one = relative_key(key, key)
+                return self._plan_head(listed, out, one, named, overwrite, since, known_current)
+            listed = as_prefix(input_uri)
+        rel = input_relative(key, listed.key, include, exclude)
+        if rel is None:
+            return None
+        info = self.store.head(S3Uri(listed.bucket, key))
+        if info is None:
+            return None  # deleted since: nothing to do
+        return self._plan_head(listed, out, rel, info, overwrite, since, known_current)
+
+    def _plan_head(
+        self,
+        listed: S3Uri,
+        out: S3Uri,
+        rel: str,
+        info: ObjectInfo,
+        overwrite: bool,
+        since: datetime | None,
+        known_current: KnownCurrent | None,
+    ) -> PlanItem:
+        # Input and outputs all from HEAD: their times have the same precision.
+        json = error = None
+        if keys_problem(info.key, rel, out.key) is None:
+            json = self.store.head(S3Uri(out.bucket, out.key + rel + JSON_SUFFIX))
+            error = self.store.head(S3Uri(out.bucket, out.key + rel + ERROR_SUFFIX))
+        return plan_item(
+            listed, out, rel, info, json, error,
+            overwrite=overwrite, since=since, records=self._records(out),
+            known_current=known_current,
+        )  # fmt: skip

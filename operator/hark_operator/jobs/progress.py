@@ -13,6 +13,13 @@ or may not be in the running scan's listing, so it is left to the next scan
 rather than risk counting it twice. Before the first scan completes, the
 running scan is shown with every outcome so far, so a first scan of a huge
 prefix shows progress too.
+
+An input a bucket notification brought is queued without a scan (tag
+`NOTICED`) and adds one to the total. When that happens while a scan runs,
+the scan may list it or not (it may have passed its key already): listed
+pending, its outcome carries over like one the scan queued; listed done or
+failed, the scan counted it; not listed at all, it carries over into the
+counts after that scan, with its outcome if that came already.
 """
 
 from __future__ import annotations
@@ -26,13 +33,22 @@ from hark_operator.resource.models import Counts, FailureRecord
 from hark_serving.runs.itemspec import ItemResult
 
 RECENT_FAILURES = 20
+NOTICED = 0  # the tag of items queued without a scan
 
 
 @dataclass
 class _Delta:
+    total: int = 0  # inputs noticed outside a scan
     succeeded: int = 0
     skipped: int = 0
     failed: int = 0
+
+    def add(self, status: str) -> None:
+        if status == "failed":
+            self.failed += 1
+        else:
+            self.succeeded += 1
+            self.skipped += status == "skipped"
 
 
 @dataclass
@@ -45,6 +61,10 @@ class JobTracker:
     carry: _Delta = field(default_factory=_Delta)  # of items the running scan queued
     recent: deque[FailureRecord] = field(default_factory=deque)
     last_scan_time: datetime | None = None
+    # Inputs noticed while the running scan runs and not listed by it yet: input URI →
+    # its outcome's status once it came. And those it listed pending, outcome to come.
+    unlisted: dict[str, str | None] = field(default_factory=dict)
+    listed_pending: set[str] = field(default_factory=set)
 
     @property
     def scan_number(self) -> int:
@@ -54,35 +74,58 @@ class JobTracker:
     def begin_scan(self) -> None:
         self.running = ScanTally()
         self.carry = _Delta()
+        self.unlisted.clear()
+        self.listed_pending.clear()
 
     def scanned(self, item: PlanItem) -> None:
         assert self.running is not None, "begin_scan first"
         self.running.add(item)
+        if self.unlisted and str(item.input) in self.unlisted:
+            key = str(item.input)
+            status = self.unlisted.pop(key)
+            if item.state == "pending" and status is None:
+                self.listed_pending.add(key)
+            elif item.state == "pending" and status is not None:
+                self.carry.add(status)  # its outcome came before its listed state
 
     def end_scan(self, when: datetime) -> ScanTally:
         assert self.running is not None, "begin_scan first"
+        for status in self.unlisted.values():
+            self.carry.total += 1
+            if status is not None:
+                self.carry.add(status)
+        self.unlisted.clear()
+        self.listed_pending.clear()
         self.snapshot, self.running = self.running, None
         self.delta, self.carry = self.carry, _Delta()
         self.scans += 1
         self.last_scan_time = when
         return self.snapshot
 
+    def noticed(self, key: str) -> None:
+        """Input `key` queued without a scan (a notification named it): one more in total."""
+        self.delta.total += 1
+        if self.running is not None:
+            self.unlisted[key] = None
+
     def abandon_scan(self) -> None:
         """A scan that failed half-way tells nothing; the last complete one stands."""
         self.running = None
         self.carry = _Delta()
+        self.unlisted.clear()
+        self.listed_pending.clear()
 
     def record(self, result: ItemResult, key: str, when: datetime, tag: int) -> None:
         """A final outcome from the dispatcher, of an item queued by scan `tag`."""
         deltas = [self.delta]
-        if self.running is not None and tag == self.scan_number:
-            deltas.append(self.carry)
+        if self.running is not None:
+            if tag == self.scan_number or key in self.listed_pending:
+                self.listed_pending.discard(key)
+                deltas.append(self.carry)
+            elif tag == NOTICED and key in self.unlisted:
+                self.unlisted[key] = result.status
         for d in deltas:
-            if result.status == "failed":
-                d.failed += 1
-            else:
-                d.succeeded += 1
-                d.skipped += result.status == "skipped"
+            d.add(result.status)
         if result.status == "failed":
             error = result.error
             self._remember(
@@ -112,7 +155,7 @@ class JobTracker:
 
     def counts(self, in_flight: int) -> Counts:
         base, d = self.base, self.delta
-        total = base.total
+        total = base.total + d.total
         failed = min(total, base.failed + d.failed)
         succeeded = min(total - failed, base.done + d.succeeded)
         skipped = min(succeeded, base.skipped + d.skipped)

@@ -30,6 +30,11 @@ def _take(gen: Generator[PlanItem, None, None], n: int) -> list[PlanItem]:
     return list(itertools.islice(gen, n))
 
 
+def earlier(item: PlanItem, before: datetime | None) -> bool:
+    """Whether the output that settled `item` was written before `before`."""
+    return before is None or item.written is None or item.written < before
+
+
 class SummaryKeeper:
     def __init__(
         self,
@@ -62,10 +67,17 @@ class SummaryKeeper:
         await asyncio.gather(*self._tasks, *self._pending, return_exceptions=True)
 
     async def seed(
-        self, planner: Planner, spec: JobSpec, *, since: datetime | None, chunk: int = 256
+        self,
+        planner: Planner,
+        spec: JobSpec,
+        *,
+        since: datetime | None,
+        before: datetime | None = None,
+        chunk: int = 256,
     ) -> None:
-        """Queue the outputs that exist already (a listing of their own, in the background,
-        so reading many transcripts never holds up dispatching new uploads)."""
+        """Queue the outputs that existed already (a listing of their own, in the background,
+        so reading many transcripts never holds up dispatching new uploads): those written
+        before `before`; the job's outcomes bring what it writes from then on."""
         gen = planner.scan(
             spec.input_uri,
             spec.output_prefix,
@@ -77,7 +89,7 @@ class SummaryKeeper:
         try:
             while items := await self.stores.run(_take, gen, chunk):
                 for item in items:
-                    if item.state != "pending" and item.problem is None:
+                    if earlier(item, before) and item.state != "pending" and item.problem is None:
                         kind: Kind = "json" if item.state == "done" else "error"
                         await self.add(kind, item.output_base, str(item.input))
         except Exception as exc:  # the summary misses earlier outputs; the job goes on

@@ -5,6 +5,11 @@ that becomes a `StorageUnavailable` (transient) or a permanent `StorageError`
 naming the URI. Every object is written with one PUT, so a reader never sees a
 half-written transcript. An allow-list of buckets, when set, is enforced on
 every call.
+
+Listings carry one ISO 8601 time per object, which botocore parses with
+dateutil (tens of microseconds each: most of the CPU a listing of small objects
+costs); `parse_time` reads them with `datetime.fromisoformat` and leaves every
+other form (HTTP dates in headers, epochs) to botocore's parser.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ConnectTimeoutError
+from botocore.utils import parse_timestamp
 
 from hark_serving.errors import (
     AccessDenied,
@@ -50,6 +57,29 @@ _TRANSIENT = {
     "ServiceUnavailable",
     "XMinioServerNotInitialized",
 }
+
+
+def parse_time(value: Any) -> datetime:
+    """A timestamp from an S3 response: ISO 8601 with its offset (as listings carry it)
+    directly, anything else as botocore reads it."""
+    if isinstance(value, str) and "T" in value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    stamp: datetime = parse_timestamp(value)
+    return stamp
+
+
+def _session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_time
+    )
+    return session
 
 
 @dataclass(frozen=True)
@@ -133,7 +163,7 @@ class S3Store:
             style = s.addressing_style
             if style == "auto" and s.endpoint_url:
                 style = "path"  # MinIO and Ceph rarely have wildcard DNS for virtual hosts
-            self._client = boto3.session.Session().client(
+            self._client = boto3.session.Session(botocore_session=_session()).client(
                 "s3",
                 endpoint_url=s.endpoint_url or None,
                 region_name=s.region or None,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
 
 from hark_operator.clients.serve import ServeProcessor
 from hark_operator.errors import ProcessorUnavailable
@@ -20,20 +22,58 @@ from hark_serving.runs.itemspec import ItemRequest
 REQ = ItemRequest(input_uri="s3://in-b/a.mp3", output_uri="s3://out-b/a.mp3", job="ns/j")
 
 
-def processor(status: int, body: Any, seen: list[httpx.Request] | None = None) -> ServeProcessor:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if seen is not None:
-            seen.append(request)
-        if isinstance(body, Exception):
-            raise body
-        return (
-            httpx.Response(status, json=body)
-            if not isinstance(body, str)
-            else httpx.Response(status, text=body)
-        )
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return ServeProcessor("http://serve:8000/", token="t0k", identity="op-1", client=client)
+
+@dataclass
+class Serve:
+    """A local HTTP server in place of the Serve app: answers every request as told."""
+
+    status: int = 200
+    body: Any = None
+    action: Callable[[web.Request], Any] | None = None  # instead of answering
+    seen: list[Seen] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(Seen(request.path, dict(request.headers), await request.read()))
+        if self.action is not None:
+            await self.action(request)
+        if isinstance(self.body, str):
+            return web.Response(status=self.status, text=self.body)
+        return web.json_response(self.body, status=self.status)
+
+
+async def ask(serve: Serve, *, port: int | None = None, timeout: float = 10) -> Any:
+    """Start `serve`, send REQ through a ServeProcessor, stop; the result or the error."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", serve.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    bound = runner.addresses[0][1]
+    processor = ServeProcessor(
+        f"http://127.0.0.1:{port or bound}/", token="t0k", identity="op-1", timeout=timeout
+    )
+    try:
+        return await processor.process(REQ)
+    except Exception as exc:
+        return exc
+    finally:
+        await processor.aclose()
+        await runner.cleanup()
+
+
+def processed(status: int, body: Any, seen: list[Seen] | None = None) -> Any:
+    serve = Serve(status, body)
+    got = asyncio.run(ask(serve))
+    if seen is not None:
+        seen.extend(serve.seen)
+    return got
 
 
 def result(status: str, **kw: Any) -> dict[str, Any]:
@@ -46,29 +86,26 @@ def result(status: str, **kw: Any) -> dict[str, Any]:
 
 
 def test_a_result_is_returned_with_the_request_sent_as_json_and_the_token() -> None:
-    seen: list[httpx.Request] = []
-    got = asyncio.run(processor(200, result("succeeded", audio_seconds=4.5), seen).process(REQ))
+    seen: list[Seen] = []
+    got = processed(200, result("succeeded", audio_seconds=4.5), seen)
     assert got.status == "succeeded" and got.audio_seconds == 4.5
     (request,) = seen
-    assert str(request.url) == "http://serve:8000/v1/items"
-    assert (
-        request.headers["authorization"] == "Bearer t0k"
-        and request.headers["x-hark-operator"] == "op-1"
-    )
-    assert json.loads(request.content)["input_uri"] == REQ.input_uri
+    assert request.path == "/v1/items"
+    assert request.headers["Authorization"] == "Bearer t0k"
+    assert request.headers["X-Hark-Operator"] == "op-1"
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.body)["input_uri"] == REQ.input_uri
 
 
 def test_failed_results_keep_their_code_and_5xx_ones_are_retryable() -> None:
     error = {"code": "corrupt_audio", "message": "bad"}
-    got = asyncio.run(processor(422, result("failed", error=error)).process(REQ))
+    got = processed(422, result("failed", error=error))
     assert got.status == "failed" and not got.retryable and got.error is not None
     assert got.error.code == "corrupt_audio"
     down = {"code": "storage_unavailable", "message": "later"}
-    got = asyncio.run(processor(503, result("failed", error=down, retryable=True)).process(REQ))
+    got = processed(503, result("failed", error=down, retryable=True))
     assert got.retryable
-    got = asyncio.run(
-        processor(500, result("failed", error={"code": "internal", "message": "bug"})).process(REQ)
-    )
+    got = processed(500, result("failed", error={"code": "internal", "message": "bug"}))
     assert got.retryable  # a server-side failure may pass
 
 
@@ -84,33 +121,60 @@ def test_failed_results_keep_their_code_and_5xx_ones_are_retryable() -> None:
     ],
 )
 def test_no_result_means_unavailable(status: int, body: Any) -> None:
-    with pytest.raises(ProcessorUnavailable):
-        asyncio.run(processor(status, body).process(REQ))
+    got = processed(status, body)
+    assert isinstance(got, ProcessorUnavailable) and str(status) in str(got)
 
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_credential_is_named_as_such(status: int) -> None:
     from hark_operator.errors import ProcessorRefused
 
-    with pytest.raises(ProcessorRefused) as err:
-        asyncio.run(
-            processor(status, {"error": {"code": "unauthorized", "message": "bad token"}}).process(
-                REQ
-            )
-        )
-    assert err.value.code == "processor_refused" and str(status) in str(err.value)
+    got = processed(status, {"error": {"code": "unauthorized", "message": "bad token"}})
+    assert isinstance(got, ProcessorRefused)
+    assert got.code == "processor_refused" and str(status) in str(got) and "bad token" in str(got)
 
 
 def test_connection_errors_mean_unavailable() -> None:
-    for exc in (httpx.ConnectError("refused"), httpx.ReadError("reset"), httpx.ReadTimeout("slow")):
-        with pytest.raises(ProcessorUnavailable):
-            asyncio.run(processor(0, exc).process(REQ))
+    from tests.env.services import free_port
+
+    async def hang_up(request: web.Request) -> None:
+        assert request.transport is not None
+        request.transport.close()  # a replica gone mid-request: no answer at all
+
+    async def dawdle(request: web.Request) -> None:
+        await asyncio.sleep(2)
+
+    refused = asyncio.run(ask(Serve(), port=free_port()))  # nothing listens there
+    reset = asyncio.run(ask(Serve(action=hang_up)))
+    slow = asyncio.run(ask(Serve(action=dawdle), timeout=0.3))
+    for got in (refused, reset, slow):
+        assert isinstance(got, ProcessorUnavailable), got
+
+
+def test_ready_asks_the_apps_readyz() -> None:
+    from tests.env.services import free_port
+
+    async def ready(status: int, port: int | None = None) -> tuple[bool, list[str]]:
+        serve = Serve(status, {"ready": status == 200})
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", serve.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        processor = ServeProcessor(f"http://127.0.0.1:{port or runner.addresses[0][1]}")
+        try:
+            return await processor.ready(), [s.path for s in serve.seen]
+        finally:
+            await processor.aclose()
+            await runner.cleanup()
+
+    assert asyncio.run(ready(200)) == (True, ["/readyz"])
+    assert asyncio.run(ready(503)) == (False, ["/readyz"])
+    assert asyncio.run(ready(200, port=free_port())) == (False, [])
 
 
 def test_a_bad_request_without_a_result_fails_the_item_for_good() -> None:
-    got = asyncio.run(
-        processor(400, {"error": {"code": "invalid_input", "message": "no"}}).process(REQ)
-    )
+    got = processed(400, {"error": {"code": "invalid_input", "message": "no"}})
     assert got.status == "failed" and not got.retryable and got.error is not None
     assert got.error.code == "invalid_input"
 

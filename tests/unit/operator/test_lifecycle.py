@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from hark_operator.clients.storage import ErrorRecorder
@@ -55,7 +56,11 @@ class Harness:
             recorder=ErrorRecorder(self.stores),  # type: ignore[arg-type]
         )
         self.dispatcher.start()
-        env = JobEnv(self.dispatcher, self.stores, status_interval=0.05, retry_delay=0.02)  # type: ignore[arg-type]
+        # The store's clock: what it wrote before a runner started is older than the start.
+        env = JobEnv(
+            self.dispatcher, self.stores, status_interval=0.05, retry_delay=0.02,  # type: ignore[arg-type]
+            wall=lambda: self.store.now + timedelta(milliseconds=500),
+        )  # fmt: skip
         box = spec_value if isinstance(spec_value, list) else [spec_value]
 
         async def delete() -> None:

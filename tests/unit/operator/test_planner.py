@@ -195,3 +195,47 @@ def test_scan_refuses_buckets_outside_the_profile() -> None:
     store = FakeStore(allowed_buckets=frozenset({"in-b"}))
     with pytest.raises(BucketNotAllowed):
         scan(store, "s3://in-b/p/", "s3://out-b/q/")
+
+
+def plan_keys(store: FakeStore, input_uri: str, output_uri: str, **kw: object) -> dict[str, str]:
+    """plan_key for every object in the input bucket (and one that does not exist)."""
+    planner = Planner(store)  # type: ignore[arg-type]
+    found = {}
+    for key in [*store.keys("in-b"), "p/gone.mp3", "elsewhere/a.mp3"]:
+        item = planner.plan_key(parse_s3_uri(input_uri), parse_s3_uri(output_uri), key, **kw)  # type: ignore[arg-type]
+        if item is not None:
+            found[item.relative] = item.state
+    return found
+
+
+@pytest.mark.parametrize(
+    ("input_uri", "kw"),
+    [
+        ("s3://in-b/p/", {}),
+        ("s3://in-b/p/", {"include": ["*.mp3", "deep/*"], "exclude": ["d.*"]}),
+        ("s3://in-b/p/deep", {}),  # a folder named without its slash
+        ("s3://in-b/p/a.mp3", {}),  # one object
+        ("s3://in-b/p/notes.txt", {}),  # one object, whatever its name
+        ("s3://in-b/p/", {"known_current": lambda rel, etag: rel == "b.WAV"}),
+        ("s3://in-b/p/", {"overwrite": True, "since": EPOCH}),
+    ],
+)
+def test_a_notified_key_is_planned_as_the_scan_plans_it_without_listing(
+    store: FakeStore, input_uri: str, kw: dict[str, object]
+) -> None:
+    listed = scan(store, input_uri, "s3://out-b/q/", **kw)
+    pages = store.list_pages
+    assert plan_keys(store, input_uri, "s3://out-b/q/", **kw) == listed
+    assert store.list_pages == pages  # HEAD requests only
+
+
+def test_a_notified_key_the_worker_would_refuse_fails_with_the_reason(store: FakeStore) -> None:
+    for key in ["p/x//b.mp3", "p/" + "/".join(["d" * 200] * 5) + "/eeeeeeee.mp3"]:  # S3 takes both
+        store.put_bytes(S3Uri("in-b", key), b"audio")
+    planner = Planner(store)  # type: ignore[arg-type]
+    listed = list(planner.scan(S3Uri("in-b", "p/"), S3Uri("out-b", "q/")))
+    problems = {i.input.key: i.problem for i in listed if i.problem is not None}
+    assert len(problems) == 2 and all(problems.values())
+    for key, problem in problems.items():
+        item = planner.plan_key(S3Uri("in-b", "p/"), S3Uri("out-b", "q/"), key)
+        assert item is not None and item.state == "failed" and item.problem == problem
