@@ -19,6 +19,23 @@ def funasr_vad(model: str, samples: Any, **kwargs: Any) -> list[Region]:
     return [Region(a, b) for a, b in vad.generate(input=samples)[0]["value"]]
 
 
+def test_one_silero_detector_serves_threads_at_once(audio_dir: Path) -> None:
+    """One ONNX session for every thread: each call keeps its own recurrent state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = ["speech_en_16k.wav", "speech_zh_16k.wav", "silence_10s.wav"] * 4
+    waves = {}
+    for name in set(files):
+        with decode_audio(audio_dir / name) as decoded:
+            waves[name] = decoded.channels[0].copy()
+    alone = {name: SileroDetector().detect(wave) for name, wave in waves.items()}
+    shared = SileroDetector()
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda name: shared.detect(waves[name]), files))
+    assert together == [alone[name] for name in files]
+    assert alone["speech_en_16k.wav"] and alone["silence_10s.wav"] == []
+
+
 @pytest.fixture(scope="module")
 def fsmn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_fsmn_vad_dir(tmp_path_factory.mktemp("fsmn-vad"))
