@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 #
 # Ray pods of the Hark RayService (head and workers): Ray with CUDA plus
-# `hark[serve]` (the engine, torch, funasr, silero-vad, the Serve app).
+# `hark[serve]` (the engine, torch, funasr, silero-vad with onnxruntime, the Serve app).
 #
 #   docker build -f docker/serve.Dockerfile -t hark-serve:0.1.0 .
 #
@@ -53,5 +53,5 @@ COPY .ci/constraints.txt /tmp/wheels/constraints.txt
 RUN pip install --extra-index-url "${TORCH_INDEX_URL}" -c /tmp/wheels/constraints.txt \
       "$(ls /tmp/wheels/hark-*.whl)[serve]" "ray[serve]==${RAY_VERSION}" \
  && rm -rf /tmp/wheels \
- && python -c "import hark_serving.serve, torch, funasr, silero_vad"
+ && python -c "import hark_serving.serve, torch, funasr, silero_vad, onnxruntime"
 # KubeRay supplies the command (`ray start ...`); nothing to run by default.
