@@ -7,6 +7,7 @@ exactly one version, and no file may get an error record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -76,10 +77,8 @@ class App:
         prefix = f"SERVE_REPLICA::{APP_NAME}#"
         for actor in ray.util.list_named_actors(all_namespaces=True):
             if actor["name"].startswith(prefix):
-                try:
+                with contextlib.suppress(ValueError):  # already gone
                     ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
-                except ValueError:  # already gone
-                    pass
         wait_for(
             lambda: APP_NAME not in serve.status().applications,
             timeout=120,
