@@ -190,6 +190,18 @@ def read_wav(path: Path) -> Any:
     return pcm.astype(np.float32) / 32768
 
 
+def decode_ready(vad: Any, recognizer: Any) -> int:
+    """Decode every segment the VAD has finished, one at a time; how many."""
+    done = 0
+    while not vad.empty():
+        stream = recognizer.create_stream()
+        stream.accept_waveform(16000, vad.front.samples)
+        vad.pop()
+        recognizer.decode_stream(stream)
+        done += 1
+    return done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model.onnx or model.int8.onnx")
@@ -217,21 +229,11 @@ def main() -> None:
         samples = read_wav(path)
         count = 0
 
-        def decode_ready() -> int:
-            done = 0
-            while not vad.empty():
-                stream = recognizer.create_stream()
-                stream.accept_waveform(16000, vad.front.samples)
-                vad.pop()
-                recognizer.decode_stream(stream)
-                done += 1
-            return done
-
         for start in range(0, len(samples), window):
             vad.accept_waveform(samples[start : start + window])
-            count += decode_ready()
+            count += decode_ready(vad, recognizer)
         vad.flush()
-        segments[path.name] = count + decode_ready()
+        segments[path.name] = count + decode_ready(vad, recognizer)
     print(json.dumps({"segments": segments}))
 
 
