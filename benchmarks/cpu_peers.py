@@ -197,19 +197,14 @@ def main() -> None:
 
         require_bench_packages()
 
-    from engine_vs_funasr import FULL_DURATIONS, QUICK_DURATIONS, audio_files
+    from engine_vs_funasr import FULL_DURATIONS, QUICK_DURATIONS, linked_inputs
     from serve_load import full_model
 
     model = full_model()
     durations = QUICK_DURATIONS if args.quick else FULL_DURATIONS
-    audio_dir = audio_files(durations)
-    files = sorted(audio_dir / f"talk_{s:03d}s.wav" for s in durations)
-    audio_s = float(sum(durations))
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"hark-cpu-peers-{os.getpid()}"
-    inputs = work / "in"
-    inputs.mkdir(parents=True)
-    for f in files:
-        os.symlink(f, inputs / f.name)
+    files, inputs = linked_inputs(durations, work)
+    audio_s = float(sum(durations))
     args.logs.mkdir(parents=True, exist_ok=True)
     env = dict(
         os.environ,

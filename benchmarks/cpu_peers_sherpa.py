@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 import wave
 from pathlib import Path
@@ -164,21 +161,10 @@ def _export(model_dir: Path, out: Path) -> None:
 
 def export_onnx(model_dir: Path) -> Path:
     """model.onnx, model.int8.onnx and tokens.txt for `model_dir`, built once (cached)."""
-    from serve_load import CACHE
-
-    from hark_serving.engine.model_source import locked
+    from serve_load import CACHE, cached_dir
 
     target = CACHE / f"sherpa-onnx-{weights_key(model_dir)}"
-    with locked(CACHE / f".{target.name}.lock"):
-        if not (target / "model.int8.onnx").is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=".sherpa-", dir=CACHE))
-            try:
-                _export(model_dir, tmp)
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return cached_dir(target, "model.int8.onnx", lambda tmp: _export(model_dir, tmp))
 
 
 def read_wav(path: Path) -> Any:
