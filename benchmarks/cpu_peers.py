@@ -150,7 +150,7 @@ def batch_table(rows: list[Row], audio_s: float) -> tuple[list[str], list[dict[s
         )
         figures.append(
             {
-                **asdict(r),
+                **{k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(r).items()},
                 "rtf": round(r.wall_s / audio_s, 5),
                 "speed_vs_reference": vs_ref,
                 "speed_vs_recipe": vs_recipe,
