@@ -65,6 +65,17 @@ def audio_files(durations: list[int]) -> Path:
     return d
 
 
+def linked_inputs(durations: list[int], work: Path) -> tuple[list[Path], Path]:
+    """The cached files for `durations`, and a new folder `work/in` of links to them."""
+    bench_dir = audio_files(durations)
+    files = sorted(bench_dir / f"talk_{s:03d}s.wav" for s in durations)
+    inputs = work / "in"
+    inputs.mkdir(parents=True)
+    for f in files:
+        os.symlink(f, inputs / f.name)
+    return files, inputs
+
+
 def run_recipe(model: Path, files: list[Path], out: Path) -> None:
     """(a) in this process: the recipe, recording each span's text as it goes."""
     import funasr.auto.auto_model as auto_model
@@ -155,15 +166,9 @@ def main() -> None:
 
     model = full_model()
     durations = QUICK_DURATIONS if args.quick else FULL_DURATIONS
-    bench_dir = audio_files(durations)
-    files = sorted(bench_dir / f"talk_{s:03d}s.wav" for s in durations)
-    audio_seconds = float(sum(durations))
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"hark-bench-{os.getpid()}"
-    work.mkdir(parents=True)
-    inputs = work / "in"
-    inputs.mkdir()
-    for f in files:
-        os.symlink(f, inputs / f.name)
+    files, inputs = linked_inputs(durations, work)
+    audio_seconds = float(sum(durations))
     env = {**os.environ, "HARK_LOG_LEVEL": "INFO", "HARK_LOG_FORMAT": "text"}
     env.setdefault("HARK_DEVICE", os.environ.get("HARK_BENCH_DEVICE", "cpu"))
     print(f"{len(files)} files, {audio_seconds:.0f} s of audio, model {model}", flush=True)

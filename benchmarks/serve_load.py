@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,13 +47,18 @@ def full_model(seed: int = 0) -> Path:
     """
     from tests.fixtures.sensevoice_model import build_model_dir
 
-    name = f"sensevoice-{MODEL_SIZE}-seed{seed}"
-    target = CACHE / name
-    with locked(CACHE / f".{name}.lock"):
-        if not (target / "model.pt").is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=CACHE))
+    target = CACHE / f"sensevoice-{MODEL_SIZE}-seed{seed}"
+    return cached_dir(target, "model.pt", lambda tmp: build_model_dir(tmp, MODEL_SIZE, seed=seed))
+
+
+def cached_dir(target: Path, last_file: str, build: Callable[[Path], object]) -> Path:
+    """`target`, built once by `build(tmp)` into a temporary folder and renamed into place,
+    so a folder holding `last_file` is complete; a lock keeps two builds apart."""
+    with locked(CACHE / f".{target.name}.lock"):
+        if not (target / last_file).is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=CACHE))
             try:
-                build_model_dir(tmp, MODEL_SIZE, seed=seed)
+                build(tmp)
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(tmp, target)
             finally:
