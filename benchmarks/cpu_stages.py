@@ -117,7 +117,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     frames = args.batch_frames or load_settings().batch_frames
-    files = sorted(audio_files(QUICK_DURATIONS if args.quick else FULL_DURATIONS).glob("*.wav"))
+    durations = QUICK_DURATIONS if args.quick else FULL_DURATIONS
+    files = sorted(audio_files(durations) / f"talk_{s:03d}s.wav" for s in durations)
     model_dir = full_model()
     prepared, seconds, audio = prepared_files(files)
     waves = [w.samples() for p in prepared for w in p.segments]
