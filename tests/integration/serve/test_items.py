@@ -14,14 +14,15 @@ import pytest
 import yaml
 
 from hark_serving.analytics.alerts import idempotency_key
+from hark_serving.storage.lease import LEASE_SUFFIX
 from hark_serving.transcript.schema import validate_result
 from tests.env.environment import Environment
-from tests.env.kube import unique_name
+from tests.env.kube import unique_name, wait_for
 from tests.env.pytest_plugin import empty_bucket
 from tests.fixtures import audio
 from tests.fixtures.calls import synthetic_call
 
-from .conftest import app_args, assert_error, deploy, ray_metric_sum
+from .conftest import app_args, assert_error, deploy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -408,18 +409,13 @@ def _worker_replicas() -> list[str]:
     ]
 
 
-def _in_flight(url: str) -> float:
-    """Items the Ingress has accepted and not answered (Ray's port, exported each second)."""
-    return ray_metric_sum("ray_hark_http_requests_in_flight", route="/v1/items")
-
-
 def test_a_worker_killed_mid_item_never_leaves_a_partial_object(
     url: str, s3: S3Client, buckets: dict[str, str], tmp_path: Path
 ) -> None:
     import ray
 
     inp, out = buckets["inp"], buckets["out"]
-    long = audio.long_speech(tmp_path / "long.wav", 4)  # a few seconds of work for the Worker
+    long = audio.long_speech(tmp_path / "long.wav", 10)  # a few seconds of work for the Worker
     upload(s3, inp, "long/d.wav", long)
     body = {
         "input_uri": f"s3://{inp}/long/d.wav",
@@ -456,10 +452,12 @@ def test_a_worker_killed_mid_item_never_leaves_a_partial_object(
     caller = threading.Thread(target=call)
     watcher.start()
     caller.start()
+    # The Worker holds the output's lease exactly while it works on the item: kill it
+    # then, however fast this machine transcribes.
     deadline = time.monotonic() + 60
-    while _in_flight(url) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    while head(s3, out, "long/d.wav" + LEASE_SUFFIX) is None:
+        assert time.monotonic() < deadline, "the Worker never took the output's lease"
+        time.sleep(0.01)
     (victim,) = _worker_replicas()
     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
     caller.join(timeout=300)
@@ -490,4 +488,9 @@ def test_a_worker_killed_mid_item_never_leaves_a_partial_object(
     # The first observation that saw the transcript saw it whole, and it stayed.
     first = observations.index("complete")
     assert set(observations[first:]) == {"complete"}
-    assert _worker_replicas() and _worker_replicas() != [victim]
+    # Serve replaces the killed replica.
+    wait_for(
+        lambda: _worker_replicas() and _worker_replicas() != [victim],
+        timeout=120,
+        message="a new Worker replica",
+    )
