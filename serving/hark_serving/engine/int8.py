@@ -22,13 +22,22 @@ place, under a file lock, so replicas that start together on one node build it
 once. A cache that cannot be written (a read-only volume) costs a rebuild per
 start, with a warning, never a failure.
 
-The check, before first use, in every process that loads int8 weights (built
-or read from the cache): the float32 model and the int8 model run on the same
+The check, before first use of int8 weights built in this process or read from
+a cache file that no check has passed yet: the float32 model and the int8 model run on the same
 fixed probe, `PROBE_SECONDS` of a fixed-seed synthetic voiced signal through the
 real frontend, and their CTC logits (the encoder output projected onto the
 vocabulary, what the decoder picks tokens from) are compared as the relative
 L2 difference ||z_int8 - z_float32|| / ||z_float32||. Above `INT8_TOLERANCE` the
 model is refused with a `ModelError` that names both figures and the fall-back.
+
+A check that passed is recorded beside the cache file (`<file>.check.json`: the
+figure, and the file's size, mtime, ctime and inode). A later start that finds
+the file unchanged trusts that record and skips both probe passes: they cost
+about a second, and reading every float32 weight of the linear layers only to
+compare (the memory-mapped checkpoint is otherwise never read for them). Any
+write to the cache file changes its stamp, so a replaced or damaged file is
+checked again. The record is as trustworthy as the cache file itself: whoever
+can write one can write the other, as they can write model.pt.
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ class Int8Weights:
     difference: float  # relative L2 difference of the CTC logits on the probe
     tolerance: float  # the largest difference accepted
     seconds: float  # hashing, quantizing or reading, checking and saving
+    checked: bool = True  # probed in this process, else a recorded check of the file was trusted
 
 
 def probe_wave(seconds: float = PROBE_SECONDS, seed: int = PROBE_SEED) -> np.ndarray:
@@ -192,6 +202,31 @@ def weights_digest(weights: Path, cache: Path) -> str:
     return digest
 
 
+def _check_record(path: Path) -> Path:
+    return path.with_name(path.name + ".check.json")
+
+
+def recorded_difference(path: Path) -> float | None:
+    """The difference a passed check measured for the cache file `path`, if it is unchanged since."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        record = json.loads(_check_record(path).read_text())
+        if record["stamp"] == _stamp(path) and record["probe"] == [PROBE_SECONDS, PROBE_SEED]:
+            return float(record["difference"])
+    return None
+
+
+def _record_check(path: Path, difference: float) -> None:
+    record = {"stamp": _stamp(path), "probe": [PROBE_SECONDS, PROBE_SEED], "difference": difference}
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".check-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, _check_record(path))
+    except OSError as exc:  # a read-only cache: checked again next time
+        log.debug("could not record the check of %s: %s", path, exc)
+
+
 def _acquire(lock: Path) -> FileLock | None:
     """The cache file's lock, held; None (with a warning) when the cache is not writable."""
     try:
@@ -270,27 +305,38 @@ def to_int8(
     than `tolerance`, or when a cached file cannot be read; the model is then unusable.
     """
     started = time.perf_counter()
-    reference = probe(model)
     path = cache_file(cache, weights_sha256 or weights_digest(weights, cache))
     with _cache_lock(path.with_name(path.name + ".lock")) as writable:
         cached = path.is_file()
-        if cached:
+        recorded = recorded_difference(path) if cached else None
+        trusted = recorded is not None and recorded <= tolerance
+        if recorded is not None and trusted:
             _read_cached(model, path)
+            difference = recorded
         else:
-            quantize(model)
-        difference = relative_difference(probe(model), reference)
-        refusal = disagreement(difference, tolerance, path if cached else None)
-        if refusal:
-            raise ModelError(refusal)
+            reference = probe(model)
+            if cached:
+                _read_cached(model, path)
+            else:
+                quantize(model)
+            difference = relative_difference(probe(model), reference)
+            refusal = disagreement(difference, tolerance, path if cached else None)
+            if refusal:
+                raise ModelError(refusal)
         saved = not cached and writable and _save(model, path)
+        if writable and not trusted and (saved or cached):
+            _record_check(path, difference)
     seconds = time.perf_counter() - started
-    weights_info = Int8Weights(path, not cached, saved, difference, tolerance, seconds)
+    weights_info = Int8Weights(
+        path, not cached, saved, difference, tolerance, seconds, checked=not trusted
+    )
     log.info(
-        "int8 weights %s %s in %.1fs; CTC logits differ from float32 by %.4f (tolerance %s)",
+        "int8 weights %s %s in %.1fs; CTC logits differ from float32 by %.4f (tolerance %s%s)",
         "read from" if cached else ("quantized into" if saved else "quantized, not cached in"),
         path,
         seconds,
         difference,
         tolerance,
+        "; a check recorded for this file" if trusted else "",
     )
     return weights_info

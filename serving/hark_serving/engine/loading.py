@@ -16,7 +16,10 @@ when a checkpoint cannot be memory-mapped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,35 @@ def _resolve(model_dir: Path) -> dict[str, Any]:
     return kwargs
 
 
+# torch.nn.init's in-place initialisers. On a meta tensor they compute nothing, but
+# normal_ there runs a Python decomposition that imports torch._dynamo: 1-1.7 s of a
+# start, for values the checkpoint replaces anyway.
+_INITIALISERS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+    "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+    "orthogonal_", "sparse_",
+)  # fmt: skip
+_initialisers_lock = threading.Lock()
+
+
+def _unchanged(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
+
+
+@contextlib.contextmanager
+def _no_initialisers() -> Iterator[None]:
+    """torch.nn.init's initialisers leave tensors as they are, while a model is built on meta."""
+    with _initialisers_lock:
+        saved = {name: getattr(torch.nn.init, name) for name in _INITIALISERS}
+        try:
+            for name in saved:
+                setattr(torch.nn.init, name, _unchanged)
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(torch.nn.init, name, function)
+
+
 def build_fast(model_dir: Path, device: str, dither: float = 0.0) -> Loaded:
     from funasr.register import tables
     from funasr.utils.misc import deep_update
@@ -69,7 +101,7 @@ def build_fast(model_dir: Path, device: str, dither: float = 0.0) -> Loaded:
     deep_update(model_conf, kwargs.get("model_conf", {}))
     deep_update(model_conf, kwargs)
     model_class = tables.model_classes.get(kwargs["model"])
-    with torch.device("meta"):
+    with torch.device("meta"), _no_initialisers():
         model = model_class(**model_conf)
     state = _unwrap(
         torch.load(kwargs["init_param"], map_location="cpu", mmap=True, weights_only=True)

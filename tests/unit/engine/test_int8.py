@@ -20,7 +20,7 @@ from hark import Transcriber
 from hark_serving.cli import exits
 from hark_serving.cli.main import app
 from hark_serving.engine.audio import decode_audio
-from hark_serving.engine.int8 import INT8_TOLERANCE, cache_file, weights_digest
+from hark_serving.engine.int8 import INT8_TOLERANCE, cache_file, to_int8, weights_digest
 from hark_serving.engine.model_source import file_sha256
 from hark_serving.engine.recognition import DecodeRequest
 from hark_serving.engine.sensevoice import SenseVoice, resolve_precision
@@ -144,6 +144,8 @@ def test_a_second_load_reads_the_cached_int8_weights_without_touching_them(
 
     second = int8(model_dir, cache)
     assert second.int8 is not None and not second.int8.built and not second.int8.saved
+    # The check the first load passed is recorded for this file: not run again.
+    assert first.int8.checked and not second.int8.checked
     assert int8_files(cache) == [path]
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
@@ -208,6 +210,18 @@ def test_cached_int8_weights_that_disagree_with_float32_are_refused(
     assert str(path) in message and "delete it to quantize again" in message
     assert "--precision float32" in message and "bfloat16" in message
     assert path.read_bytes() == scrambled  # refused, never silently replaced
+
+
+def test_a_check_recorded_above_a_lower_tolerance_is_run_again(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = int8(model_dir, cache).int8
+    assert first is not None and first.checked
+    lower = first.difference / 2
+    exact = SenseVoice(model_dir, device="cpu", precision="float32")
+    with pytest.raises(ModelError, match=f"above the tolerance {lower}"):
+        to_int8(exact.model, model_dir / "model.pt", cache, exact.probe_logits, tolerance=lower)
 
 
 def test_int8_weights_of_other_weights_are_refused(model_dir: Path, tmp_path: Path) -> None:

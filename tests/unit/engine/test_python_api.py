@@ -114,14 +114,16 @@ def test_importing_hark_loads_no_torch() -> None:
 def test_a_start_imports_funasrs_model_code_and_not_the_whole_package(
     tiny_model_dir: Path, audio_dir: Path
 ) -> None:
-    """`import funasr` runs every funasr module (about 5 s); a start needs a handful."""
+    """`import funasr` runs every funasr module (about 5 s); a start needs a handful. Nor
+    does it import torch._dynamo (1-1.7 s), which initialising weights on meta would."""
     code = """
 import json, sys
 from hark import Transcriber
 t = Transcriber(model=sys.argv[1], device="cpu", precision="float32", vad="silero")
 first = t.transcribe_file(sys.argv[2]).to_json_dict()
 light = sorted(m for m in sys.modules if m.split(".")[0] == "funasr")
-heavy = sorted(m for m in ("funasr.auto.auto_model", "sklearn", "transformers") if m in sys.modules)
+heavy = sorted(m for m in ("funasr.auto.auto_model", "sklearn", "transformers", "torch._dynamo")
+               if m in sys.modules)
 from funasr import AutoModel  # the rest of funasr is still there for whoever asks
 again = t.transcribe_file(sys.argv[2]).to_json_dict()
 print(json.dumps({"light": light, "heavy": heavy, "auto": AutoModel.__name__,
