@@ -14,7 +14,8 @@ from hark_serving.engine.vad import SileroDetector
 
 @pytest.fixture(scope="session")
 def recognizer(tiny_model_dir: Path) -> SenseVoice:
-    return SenseVoice(tiny_model_dir, device="cpu")
+    """The exact float32 model: what is compared with funasr's own output."""
+    return SenseVoice(tiny_model_dir, device="cpu", precision="float32")
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ from hark_serving.transcript.schema import validate_result
 @pytest.mark.parametrize(
     "precision, device, expected",
     [
-        ("auto", "cpu", "float32"),
         ("auto", "cuda", "float16"),
         ("auto", "cuda:1", "float16"),
         ("float32", "cuda", "float32"),
@@ -36,6 +35,45 @@ def test_each_setting_resolves_to_the_dtype_the_encoder_runs_in(
     precision: str, device: str, expected: str
 ) -> None:
     assert resolve_precision(precision, device) == expected
+
+
+@pytest.mark.parametrize("fast, expected", [(True, "int8"), (False, "float32")])
+def test_auto_on_a_cpu_is_int8_where_torch_computes_it_fast_else_float32(
+    monkeypatch: pytest.MonkeyPatch, fast: bool, expected: str
+) -> None:
+    monkeypatch.setattr(sensevoice, "fast_int8", lambda: fast)
+    assert resolve_precision("auto", "cpu") == expected
+
+
+def test_this_x86_cpu_has_fast_int8() -> None:
+    # CI's machine: x86-64 with AVX2, where FBGEMM runs int8 and auto means int8.
+    assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    assert sensevoice.fast_int8() and resolve_precision("auto", "cpu") == "int8"
+
+
+def test_auto_falls_back_to_float32_when_the_int8_check_refuses(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    speech_samples: np.ndarray,
+) -> None:
+    from hark_serving.engine import int8
+
+    strict = int8.to_int8
+    monkeypatch.setattr(int8, "to_int8", lambda *a, **k: strict(*a, **k, tolerance=0.0))
+    monkeypatch.setattr(sensevoice, "fast_int8", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="hark_serving.engine.sensevoice"):
+        model = SenseVoice(tiny_model_dir, device="cpu", cache=tmp_path / "cache")
+    assert model.precision == model.info.dtype == "float32" and model.int8 is None
+    assert "int8 weights disagree with float32" in caplog.text
+    assert "precision auto loads the model in float32 instead" in caplog.text
+    exact = SenseVoice(tiny_model_dir, device="cpu", precision="float32")
+    request = [DecodeRequest(words=True)]
+    assert model.recognize([speech_samples], request) == exact.recognize([speech_samples], request)
+    # Asked for by name, int8 is refused instead.
+    with pytest.raises(ModelError, match="int8 weights disagree with float32"):
+        SenseVoice(tiny_model_dir, device="cpu", precision="int8", cache=tmp_path / "cache")
 
 
 def test_float16_on_a_cpu_is_refused_with_the_settings_that_work() -> None:
@@ -104,3 +142,19 @@ def test_hark_transcribe_records_the_precision_in_the_result(
     doc = json.loads((out / "one_sentence_16k.wav.json").read_text())
     validate_result(doc)
     assert doc["model"]["dtype"] == "bfloat16" and doc["model"]["device"] == "cpu"
+
+
+def test_hark_transcribe_by_default_on_this_cpu_runs_int8_and_records_it(
+    tmp_path: Path, audio_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARK_MODEL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    wav = audio_dir / "one_sentence_16k.wav"
+    args = ["transcribe", str(wav), "--out", str(out), "--model", str(tiny_model_dir)]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "one_sentence_16k.wav.json").read_text())
+    validate_result(doc)
+    assert doc["model"]["dtype"] == "int8" and doc["model"]["device"] == "cpu"
+    assert doc["segments"] and doc["text"]
+    assert list((tmp_path / "cache" / "int8").glob("*.pt"))  # cached where it was told

@@ -89,7 +89,9 @@ def test_a_bad_file_raises_its_error_after_the_good_ones(
 def test_transcribe_file_loads_and_transcribes_once(
     tiny_model_dir: Path, inputs: list[Path], transcriber: Transcriber
 ) -> None:
-    quick = transcribe_file(inputs[0], model=tiny_model_dir, device="cpu", language="auto")
+    quick = transcribe_file(
+        inputs[0], model=tiny_model_dir, device="cpu", precision="float32", language="auto"
+    )
     again = transcriber.transcribe_file(inputs[0])
     assert comparable(quick.to_json_dict()) == comparable(again.to_json_dict())
 
