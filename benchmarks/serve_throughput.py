@@ -132,7 +132,7 @@ def main() -> None:
         "--precision",
         choices=("float32", "bfloat16", "float16", "int8", "auto"),
         default="float32",
-        help="`hark serve --precision` (float32: the CPU default; auto: float16 on CUDA)",
+        help="`hark serve --precision` (auto: int8 on a CPU with fast int8 kernels, float16 on CUDA; float32: exact)",
     )
     parser.add_argument(
         "--baseline-precision",

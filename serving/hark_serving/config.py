@@ -45,9 +45,10 @@ class Settings(StorageSettings):
     device: Device = Field("auto", description="auto: cuda when present.")
     precision: Precision = Field(
         "auto",
-        description="Encoder dtype. auto: float16 on CUDA, float32 on CPU. bfloat16 is 2-3x "
-        "faster on CPUs with AVX512-BF16 or AMX; int8 (CPU only) quantizes the linear layers, "
-        "checked against float32 at load; both may change transcripts slightly.",
+        description="Encoder dtype. auto: float16 on CUDA; on a CPU int8 (the linear layers "
+        "quantized, checked against float32 at load) where torch has fast int8 kernels, else "
+        "float32. float32 is exact; bfloat16 is 2-3x float32 on CPUs with AVX512-BF16 or AMX; "
+        "int8 and bfloat16 may change transcripts slightly.",
     )
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for inference; default all usable cores."
@@ -70,7 +71,9 @@ class Settings(StorageSettings):
     batch_frames: int = Field(
         6000,
         ge=100,
-        description="Frame budget of one model batch (60 ms frames, padding included).",
+        description="Frame budget of one model batch (60 ms frames, padding included). The "
+        "Serve app on a CPU defaults to 500 (30 s of audio), so short requests never wait "
+        "behind long batches.",
     )
     max_batch_segments: int = Field(64, ge=1, description="At most this many segments per batch.")
 

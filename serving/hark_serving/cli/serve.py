@@ -37,9 +37,10 @@ def serve(
     precision: Annotated[
         Precision | None,
         typer.Option(
-            help="auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16 (2-3x "
-            "faster on CPUs with AVX512-BF16/AMX) or int8 (CPU only, faster on any CPU); "
-            "reduced precision may change transcripts slightly.",
+            help="auto (float16 on CUDA; on a CPU int8 where torch has fast int8 kernels, "
+            "else float32), float32 (exact), float16, bfloat16 (2-3x float32 on CPUs with "
+            "AVX512-BF16/AMX) or int8 (CPU only); reduced precision may change transcripts "
+            "slightly.",
             envvar="HARK_PRECISION",
         ),
     ] = None,

@@ -97,9 +97,10 @@ def transcribe(
     precision: Annotated[
         Precision | None,
         typer.Option(
-            help="auto: float16 on CUDA, float32 on CPU. bfloat16 is 2-3x faster on CPUs with "
-            "AVX512-BF16/AMX; int8 (CPU only) is faster on any CPU, checked against float32 "
-            "at load; both may change transcripts slightly.",
+            help="auto: float16 on CUDA; on a CPU int8 (checked against float32 at load) where "
+            "torch has fast int8 kernels, else float32. float32 is exact and reproducible; "
+            "bfloat16 is 2-3x float32 on CPUs with AVX512-BF16/AMX; int8 and bfloat16 may "
+            "change transcripts slightly.",
             envvar="HARK_PRECISION",
         ),
     ] = None,

@@ -53,6 +53,22 @@ def default_max_padding(device: str) -> float:
     return MAX_PADDING["cuda" if device.startswith("cuda") else "cpu"]
 
 
+# Frame budget of one model batch on a CPU, unless `batch_frames` is set: 30 s of
+# audio, padding included (500 frames of 60 ms). A CPU runs a batch's frames at the
+# pace of one, so a bigger batch gains little (above) while every request in it
+# waits for the whole pass: at the shared default of 6000 frames, 16 clients'
+# 20 s clips ran as one pass of about 20 s, and every one of them got its answer
+# at the end. At 500 a pass takes 1-3 s, short segments still batch up to ten at
+# a time, a long segment runs alone, and the oldest request goes first, so a short
+# request never waits behind more than one pass. A GPU keeps the shared budget.
+CPU_BATCH_FRAMES = 500
+
+
+def default_batch_frames(device: str, shared: int) -> int:
+    """The frame budget of a batch on `device` when none was set (`shared`: the settings' default)."""
+    return shared if device.startswith("cuda") else min(shared, CPU_BATCH_FRAMES)
+
+
 @dataclass(frozen=True)
 class BatchLimits:
     max_segments: int = 64

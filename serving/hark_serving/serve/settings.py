@@ -245,7 +245,8 @@ class ServeSettings(Settings):
     def batching(self) -> dict[str, Any]:
         return {
             "max_batch_segments": self.max_batch_segments,
-            "batch_frames": self.batch_frames,
+            # Unset: the replica picks by its device (batcher.default_batch_frames).
+            "batch_frames": self.batch_frames if "batch_frames" in self.model_fields_set else None,
             "batch_wait_seconds": self.batch_wait_seconds,
             "batch_max_padding": self.batch_max_padding,
         }

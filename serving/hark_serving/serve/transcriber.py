@@ -23,13 +23,23 @@ from typing import Any, Protocol, cast
 from ray import serve
 from ray.serve import metrics as serve_metrics
 
+from hark_serving.config import Settings
 from hark_serving.engine.factory import build_recognizer
 from hark_serving.errors import ModelError
-from hark_serving.serve.batcher import Batcher, BatchLimits, check_window, default_max_padding
+from hark_serving.serve.batcher import (
+    Batcher,
+    BatchLimits,
+    check_window,
+    default_batch_frames,
+    default_max_padding,
+)
 from hark_serving.serve.context import configure_replica_logging
 from hark_serving.serve.messages import ModelStatus, SegmentResult, SegmentTask
 from hark_serving.serve.metrics import TranscriberMetrics
 from hark_serving.serve.settings import load_serve_settings
+
+# The settings' own default batch budget (the embedded engine's, and a GPU's).
+SHARED_BATCH_FRAMES: int = Settings.model_fields["batch_frames"].default
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +78,13 @@ class Transcriber:
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Apply `user_config` (`ServeSettings.batching()`): batch bounds and wait."""
         current = self.batcher.limits
+        device = self.model.info.device
         padding = config.get("batch_max_padding")
+        frames = config.get("batch_frames")
         limits = BatchLimits(
             int(config.get("max_batch_segments", current.max_segments)),
-            int(config.get("batch_frames", current.frames)),
-            default_max_padding(self.model.info.device) if padding is None else float(padding),
+            default_batch_frames(device, SHARED_BATCH_FRAMES) if frames is None else int(frames),
+            default_max_padding(device) if padding is None else float(padding),
         )
         self.batcher.limits = limits
         knobs = cast(_BatchKnobs, self._batched)

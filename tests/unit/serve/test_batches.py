@@ -17,6 +17,7 @@ from hark_serving.serve.batcher import (
     Waiting,
     check_window,
     cut_batch,
+    default_batch_frames,
     default_max_padding,
     run_batch,
 )
@@ -95,6 +96,29 @@ def test_the_padding_bound_follows_the_device() -> None:
     assert default_max_padding("cuda:0") == 0.5
     with pytest.raises(ValueError, match="max_padding"):
         BatchLimits(max_padding=1.5)
+
+
+def test_the_frame_budget_follows_the_device_when_unset() -> None:
+    assert default_batch_frames("cpu", 6000) == 500
+    assert default_batch_frames("cpu", 300) == 300
+    assert default_batch_frames("cuda:0", 6000) == 6000
+
+
+def test_on_a_cpu_long_segments_run_alone_oldest_first_and_short_ones_still_share() -> None:
+    cpu = BatchLimits(frames=default_batch_frames("cpu", 6000), max_padding=0.1)
+    # 16 clients' 20 s clips: one pass each, in arrival order, so the first answer comes
+    # after one pass, not after all sixteen.
+    clips = waiting([20] * 16)
+    order = []
+    while clips:
+        batch = cut_batch(clips, cpu)
+        order.append([w.order for w in batch])
+        taken = {w.order for w in batch}
+        clips = [w for w in clips if w.order not in taken]
+    assert order == [[i] for i in range(16)]
+    # 3 s segments still share a pass, up to the budget.
+    short = cut_batch(waiting([3] * 16), cpu)
+    assert len(short) == 500 // encoder_frames(3 * 16000) == 9
 
 
 def test_the_earliest_request_goes_first_whatever_reached_the_transcriber_first() -> None:

@@ -34,7 +34,7 @@ def test_each_deployment_gets_its_own_options() -> None:
     assert t["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0}
     assert t["user_config"] == {
         "max_batch_segments": 32,
-        "batch_frames": 6000,
+        "batch_frames": None,  # the replica picks by its device
         "batch_wait_seconds": 0.05,
         "batch_max_padding": None,  # the replica picks by its device
     }
@@ -70,3 +70,11 @@ def test_the_operator_floor_may_be_zero_but_the_ingress_floor_may_not() -> None:
     assert ServeSettings(transcriber_min_replicas=0).transcriber_min_replicas == 0
     with pytest.raises(ConfigError):
         load_serve_settings({"ingress_min_replicas": 0})
+
+
+def test_a_batch_frames_set_by_flag_or_environment_reaches_the_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_serve_settings({"batch_frames": 3000}).batching()["batch_frames"] == 3000
+    monkeypatch.setenv("HARK_BATCH_FRAMES", "1200")
+    assert load_serve_settings().batching()["batch_frames"] == 1200
