@@ -110,10 +110,15 @@ class ServeProcessor:
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=10.0)
         self.headers = headers
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """Made on first use, inside the running event loop."""
+        """Made on first use, inside the running event loop; none after `aclose`."""
+        if self._closed:
+            # A handler still running while the operator stops would otherwise open a
+            # new session that nothing closes: its sockets outlive the operator.
+            raise ProcessorUnavailable(f"{self.url}: the operator is stopping")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0),
@@ -122,6 +127,7 @@ class ServeProcessor:
         return self._session
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 
@@ -139,7 +145,7 @@ class ServeProcessor:
                 url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=10.0)
             ) as response:
                 return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, ProcessorUnavailable):
             return False
 
     async def process(self, request: ItemRequest) -> ItemResult:

@@ -173,6 +173,34 @@ def test_ready_asks_the_apps_readyz() -> None:
     assert asyncio.run(ready(200, port=free_port())) == (False, [])
 
 
+def test_a_closed_processor_opens_no_new_connection() -> None:
+    """A handler that runs on while the operator stops gets no socket that outlives it."""
+
+    async def after_close() -> tuple[object, bool, list[str]]:
+        serve = Serve(200, {"ready": True})
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", serve.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        processor = ServeProcessor(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        try:
+            assert await processor.ready()
+            await processor.aclose()
+            try:
+                got: object = await processor.process(REQ)
+            except ProcessorUnavailable as exc:
+                got = exc
+            return got, await processor.ready(), [s.path for s in serve.seen]
+        finally:
+            await runner.cleanup()
+
+    got, ready, seen = asyncio.run(after_close())
+    assert isinstance(got, ProcessorUnavailable) and "the operator is stopping" in str(got)
+    assert ready is False
+    assert seen == ["/readyz"]  # nothing reached the app after the close
+
+
 def test_a_bad_request_without_a_result_fails_the_item_for_good() -> None:
     got = processed(400, {"error": {"code": "invalid_input", "message": "no"}})
     assert got.status == "failed" and not got.retryable and got.error is not None
