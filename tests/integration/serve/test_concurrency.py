@@ -34,9 +34,7 @@ def url(serve_instance: str, tiny_model_dir: Path) -> Iterator[str]:
     # a longer wait lets segments of many requests meet, as a busy real model makes them.
     # float32: equal results whatever shares a batch is the exact path's promise; int8 (the
     # CPU default) and bfloat16 may move a token with their batch (docs/precision.md).
-    args = app_args(
-        tiny_model_dir, worker_threads=2, batch_wait_seconds=0.5, precision="float32"
-    )
+    args = app_args(tiny_model_dir, worker_threads=2, batch_wait_seconds=0.5, precision="float32")
     with deploy(serve_instance, args) as base:
         yield base
 
