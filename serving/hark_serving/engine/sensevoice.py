@@ -182,6 +182,8 @@ class SenseVoice:
             dtype=self.precision,
         )
         self._lock = threading.Lock()
+        self._pinned = threading.local()  # whether this thread's OpenMP count is `threads`
+        self._pinned.done = True  # set above, in this thread
         log.info(
             "model loaded from %s on %s (%s) in %.1fs",
             self.info.source,
@@ -225,6 +227,7 @@ class SenseVoice:
         if not waves:
             return []
         with self._lock, torch.inference_mode():
+            self._pin_threads()
             speech, lengths = self._inputs(waves, requests)
             with self._autocast():
                 encoded, encoded_lengths = self._encode(self.model, speech, lengths)
@@ -235,6 +238,19 @@ class SenseVoice:
             self._decode_row(best[i, : int(encoded_lengths[i])], requests[i].words)
             for i in range(len(waves))
         ]
+
+    def _pin_threads(self) -> None:
+        """Give the calling thread `threads` compute threads, once per thread.
+
+        OpenMP keeps the thread count per calling thread: `torch.set_num_threads` in
+        the constructor reaches only the thread that built the model. Another thread
+        (the Serve Transcriber's model thread, an embedded engine's) starts from
+        OMP_NUM_THREADS, which Ray sets to the actor's CPUs, and ran int8 at half speed
+        on 2 cores while torch.get_num_threads() still said 2.
+        """
+        if not getattr(self._pinned, "done", False):  # thread-local: idents get reused
+            torch.set_num_threads(self.threads)
+            self._pinned.done = True
 
     def _inputs(
         self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]

@@ -158,3 +158,25 @@ def test_hark_transcribe_by_default_on_this_cpu_runs_int8_and_records_it(
     assert doc["model"]["dtype"] == "int8" and doc["model"]["device"] == "cpu"
     assert doc["segments"] and doc["text"]
     assert list((tmp_path / "cache" / "int8").glob("*.pt"))  # cached where it was told
+
+
+def test_a_model_thread_gets_the_configured_compute_threads_once(
+    recognizer: SenseVoice, speech_samples: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenMP keeps the count per calling thread: a Serve model thread started from Ray's
+    OMP_NUM_THREADS ran int8 at half speed until it set its own (benchmarks/cpu_peers.py)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls: list[tuple[int, int]] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(
+        torch, "set_num_threads", lambda n: (calls.append((threading.get_ident(), n)), real(n))
+    )
+    request = [DecodeRequest()]
+    with ThreadPoolExecutor(1) as pool:
+        model_thread = pool.submit(threading.get_ident).result()
+        for _ in range(2):
+            pool.submit(recognizer.recognize, [speech_samples], request).result()
+    recognizer.recognize([speech_samples], request)  # the thread that built it: set already
+    assert calls == [(model_thread, recognizer.threads)]
