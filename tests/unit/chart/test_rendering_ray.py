@@ -87,6 +87,8 @@ def test_a_cpu_only_pool_asks_for_no_gpu(helm: Helm, chart: Path) -> None:
     assert "nvidia.com/gpu" not in str(rendered.worker_container()["resources"])
     assert rendered.serve_deployment("Transcriber")["ray_actor_options"]["num_gpus"] == 0
     assert rendered.serve_app()["args"]["transcriber_num_gpus"] == 0
+    # The CPU fast path: precision auto (int8 on a CPU) and the replica's CPU batch budget.
+    assert not {"precision", "batch_frames"} & set(rendered.serve_app()["args"])
 
 
 def test_ray_containers_get_only_settings_the_serve_app_reads(defaults: Rendered) -> None:
