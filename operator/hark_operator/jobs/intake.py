@@ -116,15 +116,7 @@ class Intake:
     async def scan(self, store: S3Store, spec: JobSpec) -> ScanTally:
         started = time.perf_counter()
         planner = Planner(store, page_size=self.env.page_size)
-        gen = planner.scan(
-            spec.input_uri,
-            spec.output_prefix,
-            spec.input.include,
-            spec.input.exclude,
-            overwrite=spec.output.overwrite,
-            since=self.created,
-            known_current=self._known_current(spec),
-        )
+        gen = planner.scan_job(spec, since=self.created, known_current=self._known_current(spec))
         self.tracker.begin_scan()
         tag = self.tracker.scan_number
         try:

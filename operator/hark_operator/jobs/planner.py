@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from hark_serving.errors import InvalidUri
 from hark_serving.storage.s3 import ObjectInfo, S3Store
@@ -50,6 +50,9 @@ from hark_serving.storage.uris import (
     safe_relative,
 )
 from hark_serving.transcript.outputs import is_current, recorded_etag
+
+if TYPE_CHECKING:
+    from hark_operator.resource.models import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +350,24 @@ class Planner:
                 overwrite=overwrite, since=since, records=records,
                 known_current=known_current,
             )  # fmt: skip
+
+    def scan_job(
+        self,
+        spec: JobSpec,
+        *,
+        since: datetime | None,
+        known_current: KnownCurrent | None = None,
+    ) -> Generator[PlanItem, None, None]:
+        """`scan` over a job's input, output, filters and overwrite setting."""
+        return self.scan(
+            spec.input_uri,
+            spec.output_prefix,
+            spec.input.include,
+            spec.input.exclude,
+            overwrite=spec.output.overwrite,
+            since=since,
+            known_current=known_current,
+        )
 
     def _records(self, out: S3Uri) -> EtagCheck:
         def records(key: str, etag: str) -> bool:

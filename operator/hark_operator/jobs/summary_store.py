@@ -78,14 +78,7 @@ class SummaryKeeper:
         """Queue the outputs that existed already (a listing of their own, in the background,
         so reading many transcripts never holds up dispatching new uploads): those written
         before `before`; the job's outcomes bring what it writes from then on."""
-        gen = planner.scan(
-            spec.input_uri,
-            spec.output_prefix,
-            spec.input.include,
-            spec.input.exclude,
-            overwrite=spec.output.overwrite,
-            since=since,
-        )
+        gen = planner.scan_job(spec, since=since)
         try:
             while items := await self.stores.run(_take, gen, chunk):
                 for item in items:
