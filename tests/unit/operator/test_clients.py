@@ -151,16 +151,22 @@ def test_connection_errors_mean_unavailable() -> None:
         assert isinstance(got, ProcessorUnavailable), got
 
 
+async def listening(serve: Serve) -> web.AppRunner:
+    """`serve` answering every path on a free local port (`runner.addresses[0][1]`)."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", serve.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
 def test_ready_asks_the_apps_readyz() -> None:
     from tests.env.services import free_port
 
     async def ready(status: int, port: int | None = None) -> tuple[bool, list[str]]:
         serve = Serve(status, {"ready": status == 200})
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", serve.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runner = await listening(serve)
         processor = ServeProcessor(f"http://127.0.0.1:{port or runner.addresses[0][1]}")
         try:
             return await processor.ready(), [s.path for s in serve.seen]
@@ -178,11 +184,7 @@ def test_a_closed_processor_opens_no_new_connection() -> None:
 
     async def after_close() -> tuple[object, bool, list[str]]:
         serve = Serve(200, {"ready": True})
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", serve.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runner = await listening(serve)
         processor = ServeProcessor(f"http://127.0.0.1:{runner.addresses[0][1]}")
         try:
             assert await processor.ready()
