@@ -1,0 +1,116 @@
+"""A leaner forward pass of SenseVoiceSmall's encoder, for the CPU int8 path.
+
+funasr's `SenseVoiceEncoderSmall.forward` spends about a third of an int8 pass
+outside the matrix products: it multiplies every layer's activations by the
+padding mask three times even when nothing is padded, computes attention as
+matmul, masked fill, softmax, masked fill and matmul again, and copies the
+FSMN input through a padding layer. This pass computes the same function from
+the same modules and weights:
+
+- attention through `scaled_dot_product_attention` (one fused kernel) with the
+  padding as a key mask, which is what funasr's fill of -inf does;
+- the padding masks only where a row is padded: a batch of one segment, or of
+  equal lengths, skips them;
+- the FSMN's symmetric zero padding inside the convolution;
+- the residual sums in place.
+
+Summation order differs from funasr's, so float32 results differ in the last
+bits: that is why the float32 precision keeps funasr's own forward (the same
+text as `AutoModel`, byte for byte) and only int8, already approximate, runs
+this one. tests/unit/engine/test_encoder.py holds it to funasr's forward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def supports(encoder: Any) -> bool:
+    """Whether `encoder` has the layout this pass computes (SenseVoiceSmall's, pre-norm SANM)."""
+    layers = [*encoder.encoders0, *encoder.encoders, *encoder.tp_encoders]
+    return bool(layers) and all(
+        layer.normalize_before
+        and not layer.concat_after
+        and layer.self_attn.pad_fn.padding[0] == layer.self_attn.pad_fn.padding[1]
+        for layer in layers
+    )
+
+
+def _positions(x: torch.Tensor) -> torch.Tensor:
+    """funasr's SinusoidalPositionEncoder table for x's length and width (positions from 1)."""
+    _, time, depth = x.shape
+    positions = torch.arange(1, time + 1, dtype=x.dtype, device=x.device)
+    increment = math.log(10000.0) / (depth / 2 - 1)
+    inv_timescales = torch.exp(
+        torch.arange(depth // 2, dtype=x.dtype, device=x.device) * -increment
+    )
+    scaled = positions[:, None] * inv_timescales[None, :]
+    return torch.cat((torch.sin(scaled), torch.cos(scaled)), dim=1)
+
+
+def _layer(
+    layer: Any, x: torch.Tensor, keep: torch.Tensor | None, key_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """One EncoderLayerSANM (pre-norm, no concat), as funasr computes it."""
+    attn = layer.self_attn
+    batch, time, _ = x.shape
+    h = F.layer_norm(x, layer.norm1.normalized_shape, layer.norm1.weight, layer.norm1.bias,
+                     layer.norm1.eps)  # fmt: skip
+    q, k, v = torch.split(attn.linear_q_k_v(h), attn.h * attn.d_k, dim=-1)
+    # FSMN memory: a depthwise convolution over time of the (masked) values, plus them.
+    # Attention takes the values unmasked, as in funasr: padded keys are masked there.
+    fsmn_in = v if keep is None else v * keep
+    conv = attn.fsmn_block
+    memory = F.conv1d(fsmn_in.transpose(1, 2), conv.weight, None, 1, attn.pad_fn.padding[0], 1,
+                      conv.groups).transpose(1, 2)  # fmt: skip
+    memory += fsmn_in
+    if keep is not None:
+        memory *= keep
+    heads = (batch, time, attn.h, attn.d_k)
+    context = F.scaled_dot_product_attention(
+        q.reshape(heads).transpose(1, 2),
+        k.reshape(heads).transpose(1, 2),
+        v.reshape(heads).transpose(1, 2),
+        attn_mask=key_mask,
+    )
+    out: torch.Tensor = attn.linear_out(
+        context.transpose(1, 2).reshape(batch, time, attn.h * attn.d_k)
+    )
+    out += memory
+    if layer.in_size == layer.size:
+        out += x
+    h = F.layer_norm(out, layer.norm2.normalized_shape, layer.norm2.weight, layer.norm2.bias,
+                     layer.norm2.eps)  # fmt: skip
+    ff = layer.feed_forward
+    out += ff.w_2(torch.relu_(ff.w_1(h)))
+    return out
+
+
+def forward(
+    encoder: Any, speech: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`encoder(speech, lengths)`, computed leaner; `speech` is not changed."""
+    _, time, _ = speech.shape
+    padded = bool((lengths < time).any())
+    keep = key_mask = None
+    if padded:
+        valid = torch.arange(time, device=speech.device)[None, :] < lengths[:, None]
+        keep = valid[:, :, None].to(speech.dtype)
+        key_mask = valid[:, None, None, :]  # True where a key may be attended to
+    x = speech * encoder.output_size() ** 0.5
+    x += _positions(x)
+    for layer in encoder.encoders0:
+        x = _layer(layer, x, keep, key_mask)
+    for layer in encoder.encoders:
+        x = _layer(layer, x, keep, key_mask)
+    x = F.layer_norm(x, encoder.after_norm.normalized_shape, encoder.after_norm.weight,
+                     encoder.after_norm.bias, encoder.after_norm.eps)  # fmt: skip
+    for layer in encoder.tp_encoders:
+        x = _layer(layer, x, keep, key_mask)
+    x = F.layer_norm(x, encoder.tp_norm.normalized_shape, encoder.tp_norm.weight,
+                     encoder.tp_norm.bias, encoder.tp_norm.eps)  # fmt: skip
+    return x, lengths.int()
