@@ -15,7 +15,8 @@ CUDA, and on a CPU with int8 weights wherever torch has a fast int8 kernel for i
 (x86 with AVX2 or AVX-512, ARM), else in float32. `int8` runs the linear layers
 with int8 weights and float32 activations; the weights are quantized once per
 node and checked against float32 before first use (`hark_serving.engine.int8`).
-On a CPU it is the fastest precision: 1.6x float32 on the full model, and faster
+On a CPU it is the fastest precision: about 2x float32 on the full model (with
+the leaner encoder pass of `hark_serving.engine.encoder`), and faster
 than bfloat16 even where the CPU computes bfloat16 in hardware. `bfloat16` is the
 other reduced precision, and the one that gains from batching on such CPUs.
 Reduced precision can change a transcript slightly, including with what else
@@ -32,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,8 @@ def resolve_device(device: str) -> str:
 
 
 class SenseVoice:
-    """A loaded SenseVoiceSmall; `recognize` is safe to call from one thread at a time."""
+    """A loaded SenseVoiceSmall; `recognize` runs one call at a time unless
+    `allow_concurrent_calls` says more."""
 
     def __init__(
         self,
@@ -187,9 +189,11 @@ class SenseVoice:
             device=self.device,
             dtype=self.precision,
         )
-        self._lock = threading.Lock()
-        self._pinned = threading.local()  # whether this thread's OpenMP count is `threads`
-        self._pinned.done = True  # set above, in this thread
+        self._lanes = threading.BoundedSemaphore(1)
+        self._busy = 0  # calls running now, under _busy_lock
+        self._busy_lock = threading.Lock()
+        self._omp = threading.local()  # this thread's OpenMP count, where this object set it
+        self._omp.threads = self.threads  # set above, in this thread
         log.info(
             "model loaded from %s on %s (%s) in %.1fs",
             self.info.source,
@@ -232,8 +236,7 @@ class SenseVoice:
             raise ValueError(f"{len(waves)} waves but {len(requests)} requests")
         if not waves:
             return []
-        with self._lock, torch.inference_mode():
-            self._pin_threads()
+        with self._lanes, self._running(), torch.inference_mode():
             speech, lengths = self._inputs(waves, requests)
             with self._autocast():
                 encoded, encoded_lengths = self._encode(self.model, speech, lengths)
@@ -250,8 +253,31 @@ class SenseVoice:
             for i in range(len(waves))
         ]
 
-    def _pin_threads(self) -> None:
-        """Give the calling thread `threads` compute threads, once per thread.
+    def allow_concurrent_calls(self, lanes: int) -> None:
+        """Let `lanes` threads run `recognize` at once (before first use; default 1).
+
+        The model's weights are only read, so calls can share it. Each call runs on
+        this object's `threads` split between the calls running when it starts: alone
+        it has all of them, beside another call half.
+        """
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
+        self._lanes = threading.BoundedSemaphore(lanes)
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        with self._busy_lock:
+            self._busy += 1
+            share = max(1, self.threads // self._busy)
+        try:
+            self._set_threads(share)
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _set_threads(self, threads: int) -> None:
+        """Give the calling thread `threads` compute threads.
 
         OpenMP keeps the thread count per calling thread: `torch.set_num_threads` in
         the constructor reaches only the thread that built the model. Another thread
@@ -259,9 +285,9 @@ class SenseVoice:
         OMP_NUM_THREADS, which Ray sets to the actor's CPUs, and ran int8 at half speed
         on 2 cores while torch.get_num_threads() still said 2.
         """
-        if not getattr(self._pinned, "done", False):  # thread-local: idents get reused
-            torch.set_num_threads(self.threads)
-            self._pinned.done = True
+        if getattr(self._omp, "threads", None) != threads:  # thread-local: idents get reused
+            torch.set_num_threads(threads)
+            self._omp.threads = threads
 
     def _inputs(
         self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]

@@ -3,7 +3,7 @@
     app.py          build_app(args): Ingress → Worker → Transcriber
     ingress.py      Ingress deployment (FastAPI, CPU); routes in api.py
     worker.py       Worker deployment (CPU): decode, VAD, assemble, S3 items
-    transcriber.py  Transcriber deployment (GPU): the model, @serve.batch over segments
+    transcriber.py  Transcriber deployment (GPU): the model, batching segments (batcher.py)
     settings.py     ServeSettings (HARK_*), per-deployment options
     local.py        run the app on a local Ray instance (`hark serve`)
 

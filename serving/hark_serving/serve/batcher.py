@@ -1,10 +1,14 @@
 """Cutting model batches from every segment waiting, at the moment the model frees up.
 
-`@serve.batch` fixes a batch's members when the batch forms, not when the
-model becomes free: with a slow model, windows formed during one forward pass
-would queue up and run as many small batches. So the Transcriber's
-`@serve.batch` windows only feed a `Batcher`: a pool of waiting segments from
-which one model batch is cut each time the model is idle. A batch holds the
+The Transcriber hands each segment to a `Batcher`: a pool of waiting segments
+from which a model batch is cut each time a lane of the model is free (one
+lane, or two on a CPU in int8: `default_lanes`), after a short `wait` for
+segments that arrive together when the model was idle. Each segment's caller
+gets its result as soon as its own batch is done. (Serve's `@serve.batch`
+fixes a batch's members when it forms, not when the model frees up, and
+answers a window's callers all at once: behind it, requests that happened to
+arrive together waited for each other's segments, and came back in clumps, 9 s
+and 20 s apart at 16 clients.) A batch holds the
 oldest waiting segment (so nothing waits forever) plus the segments closest
 to it in length (so little is padding), bounded by the segment count and the
 frame budget (`recognition.encoder_frames`, padding included). Segments of different
@@ -20,6 +24,7 @@ check takes the replica out of rotation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Sequence
@@ -63,6 +68,22 @@ def default_max_padding(device: str) -> float:
 # request never waits behind more than one pass. A GPU keeps the shared budget.
 CPU_BATCH_FRAMES = 500
 
+# Forward passes a CPU replica runs at once in int8 (the CPU default), each on half
+# the replica's threads while both run, all of them alone. One pass on two threads
+# stops at OpenMP's barrier in every layer whenever the OS lends a core to decode,
+# VAD or Ray's own processes; two passes on one thread each keep both cores busy.
+# On a 2-core x86, 16 clients: 24 against 18 audio-s/s (docs/precision.md).
+# float32 keeps one pass: its sums, and so its transcripts, must not depend on how
+# many threads a pass got. A GPU runs one pass at a time.
+CPU_LANES = 2
+
+
+def default_lanes(device: str, precision: str, threads: int) -> int:
+    """Forward passes at once for a replica with this device, precision and thread count."""
+    if device.startswith("cuda") or precision != "int8":
+        return 1
+    return max(1, min(CPU_LANES, threads))
+
 
 def default_batch_frames(device: str, shared: int) -> int:
     """The frame budget of a batch on `device` when none was set (`shared`: the settings' default)."""
@@ -84,7 +105,7 @@ class BatchLimits:
 
 
 def check_window(tasks: Sequence[object]) -> None:
-    """Fail fast when the batch contract (a list of `SegmentTask`) is broken."""
+    """Fail fast when the Transcriber contract (`SegmentTask`s) is broken."""
     for task in tasks:
         if not isinstance(task, SegmentTask):
             raise TypeError(
@@ -98,6 +119,7 @@ class Waiting:
     frames: int
     order: int
     future: asyncio.Future[SegmentResult] = field(repr=False)
+    arrived: float = 0.0  # the event loop's clock when it joined the pool
 
     @property
     def rank(self) -> tuple[float, int, int]:
@@ -154,12 +176,25 @@ BROKEN_AFTER = 6
 
 
 class Batcher:
-    """Segments wait in a pool; one loop runs the model on batches cut from it."""
+    """Segments wait in a pool; one loop cuts batches from it, `lanes` running at once."""
 
-    def __init__(self, model: Model, limits: BatchLimits, executor: Executor) -> None:
+    def __init__(
+        self,
+        model: Model,
+        limits: BatchLimits,
+        executor: Executor,
+        lanes: int = 1,
+        wait: float = 0.0,
+    ) -> None:
+        """`lanes`: forward passes at once (the model and the executor must allow as many);
+        `wait`: how long a free lane waits for more segments before it cuts a batch."""
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.model = model
         self.limits = limits
         self.executor = executor
+        self.lanes = lanes
+        self.wait = wait
         self.failed_in_a_row = 0
         self._failed_requests: set[float] = set()  # `since` of the requests in that streak
         self._pool: list[Waiting] = []
@@ -209,7 +244,10 @@ class Batcher:
         """Results for `tasks`, in order, once the model has run each of them."""
         check_window(tasks)
         loop = asyncio.get_running_loop()
-        entries = [Waiting(t, t.frames, next(self._counter), loop.create_future()) for t in tasks]
+        now = loop.time()
+        entries = [
+            Waiting(t, t.frames, next(self._counter), loop.create_future(), now) for t in tasks
+        ]
         self._pool.extend(entries)
         self._wake.set()
         if self._loop_task is None or self._loop_task.done():
@@ -217,15 +255,33 @@ class Batcher:
         return list(await asyncio.gather(*(e.future for e in entries)))
 
     async def _run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self._wake.set()  # a lane is free: cut the next batch
+
         while True:
-            if not self._pool:
+            if not self._pool or len(running) >= self.lanes:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            # An idle lane gives segments that arrive together `wait` to meet; a busy
+            # model has kept them waiting longer than that already.
+            held = self.wait - (loop.time() - min(w.arrived for w in self._pool))
+            if held > 0 and len(self._pool) < self.limits.max_segments:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), held)
+                continue
+            # Cut only when a lane is free, from everything waiting at that moment.
             batch = cut_batch(self._pool, self.limits)
             chosen = {id(w) for w in batch}
             self._pool = [w for w in self._pool if id(w) not in chosen]
             live = [w for w in batch if not w.future.done()]  # callers that gave up
             if not live:
                 continue
-            await self._run(live)
+            task = loop.create_task(self._run(live))
+            running.add(task)
+            task.add_done_callback(finished)

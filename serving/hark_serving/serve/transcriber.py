@@ -4,13 +4,13 @@ One replica holds one loaded SenseVoiceSmall (one GPU in production). The
 model loads in the constructor, KServe style: a replica only counts as
 running, and `status().ready` only turns true, once the weights are in memory.
 
-Callers send one segment per call (`transcribe`); `@serve.batch` gathers the
-segments that arrive together into windows, and the windows feed a
-`batches.Batcher`, which cuts each model batch from everything waiting at the
-moment the model frees up (bounded by `max_batch_segments` and the frame
-budget). While one batch runs, the next fills, so under load the model gets
-full batches, made of segments of many requests. Batch limits and the wait
-come from `user_config`, so a RayService can retune them without a restart.
+Callers send one segment per call (`transcribe`); a `batcher.Batcher` cuts
+each model batch from everything waiting at the moment a lane of the model
+frees up (bounded by `max_batch_segments` and the frame budget), and answers
+each caller when its own batch is done. While one batch runs, the next fills,
+so under load the model gets full batches, made of segments of many requests.
+Batch limits and the wait come from `user_config`, so a RayService can retune
+them without a restart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, cast
+from typing import Any
 
 from ray import serve
 from ray.serve import metrics as serve_metrics
@@ -31,6 +31,7 @@ from hark_serving.serve.batcher import (
     BatchLimits,
     check_window,
     default_batch_frames,
+    default_lanes,
     default_max_padding,
 )
 from hark_serving.serve.context import configure_replica_logging
@@ -44,18 +45,6 @@ SHARED_BATCH_FRAMES: int = Settings.model_fields["batch_frames"].default
 log = logging.getLogger(__name__)
 
 
-class _BatchKnobs(Protocol):
-    """The setters `@serve.batch` attaches to the function it wraps."""
-
-    def set_max_batch_size(self, size: int) -> None: ...
-    def set_batch_wait_timeout_s(self, seconds: float) -> None: ...
-
-
-# Windows admitted at once. With the default 64 segments per window this matches the
-# default max_ongoing_requests (512): the pool can hold every segment a replica accepts.
-WINDOWS_IN_FLIGHT = 8
-
-
 @serve.deployment(name="Transcriber")
 class Transcriber:
     def __init__(self, args: dict[str, Any]) -> None:
@@ -63,13 +52,16 @@ class Transcriber:
         settings = load_serve_settings(args)
         self.ready = False
         self.metrics = TranscriberMetrics(serve_metrics)  # exported on Ray's metrics port
-        # One model thread: batches run one after another while the event loop keeps
-        # taking in segments for the next one.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-model")
         started = time.perf_counter()
         self.model = build_recognizer(settings)
         self.load_seconds = time.perf_counter() - started
-        self.batcher = Batcher(self.model, BatchLimits(), self._executor)
+        # One model thread per lane: batches run one after another in each, while the
+        # event loop keeps taking in segments for the next (on a CPU in int8, two lanes).
+        model = self.model
+        lanes = default_lanes(model.info.device, model.info.dtype, model.threads)
+        model.allow_concurrent_calls(lanes)
+        self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="hark-model")
+        self.batcher = Batcher(model, BatchLimits(), self._executor, lanes)
         self.reconfigure(settings.batching())
         self.ready = True
         self.metrics.loaded(self.load_seconds)
@@ -87,10 +79,8 @@ class Transcriber:
             default_max_padding(device) if padding is None else float(padding),
         )
         self.batcher.limits = limits
-        knobs = cast(_BatchKnobs, self._batched)
-        knobs.set_max_batch_size(limits.max_segments)
         if "batch_wait_seconds" in config:
-            knobs.set_batch_wait_timeout_s(float(config["batch_wait_seconds"]))
+            self.batcher.wait = float(config["batch_wait_seconds"])
 
     def status(self) -> ModelStatus:
         return ModelStatus(self.ready, self.model.info, self.load_seconds)
@@ -109,21 +99,13 @@ class Transcriber:
             )
 
     async def transcribe(self, task: SegmentTask) -> SegmentResult:
-        """One segment in, its result out; batched with everything else in flight."""
-        check_window([task])
-        return await self._batched(task)
+        """One segment in, its result out, as soon as the model batch it ran in is done.
 
-    @serve.batch(
-        max_batch_size=64, batch_wait_timeout_s=0.02, max_concurrent_batches=WINDOWS_IN_FLIGHT
-    )
-    async def _batched(self, tasks: list[SegmentTask]) -> list[SegmentResult]:
-        """List in, list out: one `SegmentResult` per `SegmentTask`, in order.
-
-        A window of segments that arrived together; the `Batcher` decides which
-        model batch each one runs in.
+        Batched with everything else waiting (`Batcher`): a replica holds up to
+        `transcriber_max_ongoing_requests` segments, all visible to the next cut.
         """
-        results = await self.batcher.submit(tasks)
-        for r in results:
-            if r.batch is not None:  # one result per model batch carries its stats
-                self.metrics.batch(r.batch)
-        return results
+        check_window([task])
+        [result] = await self.batcher.submit([task])
+        if result.batch is not None:  # one result per model batch carries its stats
+            self.metrics.batch(result.batch)
+        return result

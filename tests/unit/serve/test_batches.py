@@ -18,6 +18,7 @@ from hark_serving.serve.batcher import (
     check_window,
     cut_batch,
     default_batch_frames,
+    default_lanes,
     default_max_padding,
     run_batch,
 )
@@ -267,3 +268,86 @@ def test_misuse_fails_fast() -> None:
         check_window([np.zeros(10)])
     with pytest.raises(ValueError):
         BatchLimits(max_segments=0)
+
+
+class MeetingModel(CountingModel):
+    """Returns only once `lanes` calls are inside at the same time (or fails after 10 s)."""
+
+    def __init__(self, lanes: int) -> None:
+        super().__init__()
+        self.meeting = threading.Barrier(lanes, timeout=10)
+
+    def recognize(
+        self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+    ) -> list[Recognized]:
+        self.meeting.wait()
+        return super().recognize(waves, requests)
+
+
+def test_two_lanes_run_two_batches_at_once_and_each_caller_gets_its_own_batch() -> None:
+    model = MeetingModel(2)
+    limits = BatchLimits(max_segments=1)
+
+    async def scenario() -> list[list[SegmentResult]]:
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(model, limits, pool, lanes=2)
+            return list(
+                await asyncio.gather(
+                    batcher.submit([task(1, "en")]), batcher.submit([task(2, "zh")])
+                )
+            )
+
+    results = asyncio.run(scenario())
+    assert sorted(model.batches) == [[16000], [32000]]
+    assert [[r.recognized.raw for r in rs] for rs in results] == [["en:16000"], ["zh:32000"]]
+
+
+def test_a_free_lane_waits_for_segments_that_arrive_together() -> None:
+    model = CountingModel()
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, BatchLimits(), pool, wait=2.0)
+            first = asyncio.create_task(batcher.submit([task(1, "en")]))
+            await asyncio.sleep(0.05)  # well inside the wait: the model has not run yet
+            assert model.batches == [] and batcher.waiting == 1
+            await asyncio.gather(first, batcher.submit([task(1, "zh")]))
+
+    asyncio.run(scenario())
+    assert model.batches == [[16000, 16000]]
+
+
+def test_a_full_batch_runs_without_waiting_out_the_wait() -> None:
+    model = CountingModel()
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, BatchLimits(max_segments=2), pool, wait=60.0)
+            await asyncio.wait_for(
+                asyncio.gather(batcher.submit([task(1, "en")]), batcher.submit([task(1, "zh")])),
+                timeout=30,
+            )
+
+    asyncio.run(scenario())
+    assert model.batches == [[16000, 16000]]
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "threads", "lanes"),
+    [
+        ("cpu", "int8", 2, 2),
+        ("cpu", "int8", 16, 2),
+        ("cpu", "int8", 1, 1),
+        ("cpu", "float32", 2, 1),  # its sums must not depend on a pass's thread count
+        ("cuda", "float16", 8, 1),
+    ],
+)
+def test_two_lanes_only_for_int8_on_a_cpu(
+    device: str, precision: str, threads: int, lanes: int
+) -> None:
+    assert default_lanes(device, precision, threads) == lanes
+
+
+def test_lanes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="lanes"), ThreadPoolExecutor(1) as pool:
+        Batcher(CountingModel(), BatchLimits(), pool, lanes=0)
