@@ -366,3 +366,54 @@ def test_a_read_only_cache_still_gives_the_digest(tmp_path: Path) -> None:
     cache.write_text("not a directory")  # unwritable as a cache, even for root
     assert weights_digest(weights, cache) == file_sha256(weights)
     assert weights_digest(weights, cache) == file_sha256(weights)
+
+
+def test_the_quantized_layers_load_in_parallel_to_exactly_the_plain_load(
+    tiny_model_dir: Path,
+) -> None:
+    from hark_serving.engine.int8 import int8_layout, load_packing_in_parallel, quantize
+    from hark_serving.engine.loading import load
+
+    source = load(tiny_model_dir, "cpu", 1).model
+    quantize(source)
+    saved = source.state_dict()
+
+    def fresh() -> torch.nn.Module:
+        model = load(tiny_model_dir, "cpu", 1).model
+        int8_layout(model)
+        return model  # type: ignore[no-any-return]
+
+    plain, parallel = fresh(), fresh()
+    plain.load_state_dict(saved, strict=True)
+    taken = saved.copy()  # it takes keys out of its argument
+    taken._metadata = saved._metadata  # type: ignore[attr-defined]  # as torch.load gives it
+    load_packing_in_parallel(parallel, taken)
+    got, expected = parallel.state_dict(), plain.state_dict()
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, tuple):  # a layer's (weight, bias), unpacked again
+            assert all(torch.equal(a, b) for a, b in zip(got[key], value, strict=True)), key
+        elif isinstance(value, torch.Tensor):
+            assert torch.equal(got[key], value), key
+        else:
+            assert got[key] == value, key
+
+
+@pytest.mark.parametrize("damage", ["a layer's weights missing", "a key the model lacks"])
+def test_a_state_that_does_not_fit_still_fails_the_parallel_load(
+    tiny_model_dir: Path, damage: str
+) -> None:
+    from hark_serving.engine.int8 import int8_layout, load_packing_in_parallel, quantize
+    from hark_serving.engine.loading import load
+
+    source = load(tiny_model_dir, "cpu", 1).model
+    quantize(source)
+    state = source.state_dict()
+    if damage == "a key the model lacks":
+        state["encoder.extra.weight"] = torch.zeros(1)
+    else:
+        del state[next(k for k in state if k.endswith("._packed_params._packed_params"))]
+    model = load(tiny_model_dir, "cpu", 1).model
+    int8_layout(model)
+    with pytest.raises((RuntimeError, KeyError)):
+        load_packing_in_parallel(model, state)
