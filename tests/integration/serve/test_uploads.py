@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from hark_serving.serve.priority import LOWEST
+from hark_serving.serve.priority import BACKGROUND
 from hark_serving.transcript.schema import Transcript, validate_result
 from tests.fixtures import audio
 from tests.fixtures.audio import AudioSpec
@@ -314,5 +314,5 @@ def test_the_workers_decode_threads_yield_the_cpu_to_the_model(
         return int(ray.get(actor.__ray_call__.remote(lambda _self: os.getpid())))
 
     worker, transcriber = pid_of("Worker"), pid_of("Transcriber")
-    assert LOWEST in _thread_niceness(worker)
-    assert LOWEST not in _thread_niceness(transcriber)
+    assert BACKGROUND in _thread_niceness(worker)
+    assert BACKGROUND not in _thread_niceness(transcriber)

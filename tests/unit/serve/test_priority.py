@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from hark_serving.serve.priority import (
-    LOWEST,
+    BACKGROUND,
     RAY_WORKER_NICENESS,
     background_pool,
     local_worker_niceness,
@@ -19,12 +19,12 @@ def niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-def test_background_threads_run_at_the_lowest_priority_and_the_caller_keeps_its_own() -> None:
+def test_background_threads_run_at_background_priority_and_the_caller_keeps_its_own() -> None:
     before = niceness()
     with background_pool(2, "test-prep") as pool:
         seen = {pool.submit(niceness).result() for _ in range(8)}
-    assert seen == {LOWEST}
-    assert niceness() == before < LOWEST
+    assert seen == {BACKGROUND}
+    assert niceness() == before < BACKGROUND
 
 
 def test_a_local_ray_starts_its_workers_at_niceness_0_unless_the_user_chose(
