@@ -1,7 +1,8 @@
 """The embedded engine: many files through one in-process model, batched across files.
 
-Files are fetched (downloaded) a few ahead on a background thread while the
-model works, then decoded and segmented between batches. Their segments join one pool; the pool is cut into batches
+Files are fetched (downloaded), decoded and segmented a few ahead on a
+background thread, below the model's priority, while the model works. Their
+segments join one pool; the pool is cut into batches
 longest first under the frame budget, so short segments of one file share a
 batch with short segments of another. When the last segment of a file comes
 back, the file is assembled and yielded; `run` yields files as they finish,
@@ -16,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from hark_serving.engine.pipeline import (
     assemble,
     prepare,
 )
+from hark_serving.engine.priority import lower_this_thread
 from hark_serving.engine.recognition import DecodeRequest, Recognized
 from hark_serving.engine.vad import SpeechDetector
 from hark_serving.errors import HarkError, InternalError
@@ -115,18 +117,18 @@ class Engine:
             size=job.size,
         )
 
-    def _prepare_fetched(
-        self, job: AudioJob, fetch: Future[tuple[Path, ExitStack]], options: TranscribeOptions
-    ) -> PreparedFile | Outcome:
-        """Decode and segment a fetched file here, on the model's thread.
+    def _fetch_prepared(self, job: AudioJob, options: TranscribeOptions) -> PreparedFile | Outcome:
+        """Fetch, decode and segment a file, on the prepare thread, while the model runs.
 
-        Only fetching (an S3 download) runs ahead on another thread: decoding and
-        VAD are many small torch and numpy calls that, on a second thread, fight
-        the model's thread for the GIL and slow every batch down.
+        The thread runs below the model's priority (`engine.priority`): the model
+        splits each layer over its threads and waits for the slowest, so a
+        preparing thread of equal priority would stall it. Decoding and the ONNX
+        VAD release the GIL for most of their time. On the 645 s benchmark this
+        took 28.5-30.8 s down to 27.4-29.9 s of model time against preparing
+        between batches on the model's own thread.
         """
         try:
-            path, stack = fetch.result()
-            with stack:
+            with job.open() as path:
                 return self._prepare_path(job, path, options)
         except HarkError as exc:
             return Outcome(job, error=exc)
@@ -149,12 +151,14 @@ class Engine:
         s = self.settings
         pending_jobs = iter(jobs)
         exhausted = False
-        fetches: deque[tuple[AudioJob, Future[tuple[Path, ExitStack]]]] = deque()
+        fetches: deque[tuple[AudioJob, Future[PreparedFile | Outcome]]] = deque()
         pool: list[Sized[_Slot]] = []
         pool_frames = 0
         target = 2 * s.batch_frames  # enough to sort across files, little more in memory
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-fetch") as executor:
+        with ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="hark-prepare", initializer=lower_this_thread
+        ) as executor:
 
             def refill() -> None:
                 nonlocal exhausted
@@ -164,7 +168,7 @@ class Engine:
                     except StopIteration:
                         exhausted = True
                         return
-                    fetches.append((job, executor.submit(_fetch, job)))
+                    fetches.append((job, executor.submit(self._fetch_prepared, job, options)))
 
             try:
                 while True:
@@ -172,7 +176,7 @@ class Engine:
                     while fetches and pool_frames < target:
                         job, fetch = fetches.popleft()
                         refill()
-                        prepared = self._prepare_fetched(job, fetch, options)
+                        prepared = fetch.result()
                         if isinstance(prepared, Outcome):
                             yield prepared
                             continue
@@ -201,7 +205,9 @@ class Engine:
                     fetch.cancel()
                 for _, fetch in fetches:
                     with contextlib.suppress(Exception):
-                        fetch.result()[1].close()
+                        done = fetch.result()
+                        if isinstance(done, PreparedFile):
+                            done.close()
 
     def _run_batch(
         self, batch: list[Sized[_Slot]], on_audio: Callable[[float], None] | None
@@ -258,16 +264,6 @@ class Engine:
             assert outcome.transcript is not None
             return outcome.transcript
         raise RuntimeError("no outcome")  # unreachable: run yields once per job
-
-
-def _fetch(job: AudioJob) -> tuple[Path, ExitStack]:
-    """Make the job's file local (downloads run ahead of the model); the stack removes it."""
-    stack = ExitStack()
-    try:
-        return stack.enter_context(job.open()), stack
-    except BaseException:
-        stack.close()
-        raise
 
 
 def _internal(job: AudioJob, exc: Exception) -> InternalError:

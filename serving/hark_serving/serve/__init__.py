@@ -10,6 +10,6 @@
 Pure parts, importable without Ray: api (routes), edge (auth, request ids,
 metrics, error answers), auth, batches, context, errors, forms, messages,
 metrics (each deployment's metrics, recorded through the Ray metrics API the
-deployment passes in), openai_compat, priority (CPU priority of the Worker's
-threads), uploads.
+deployment passes in), openai_compat, priority (a local Ray's worker
+niceness), uploads.
 """

@@ -33,6 +33,7 @@ from ray.serve.handle import DeploymentHandle
 
 from hark_serving.engine.factory import build_detector, segmenting
 from hark_serving.engine.pipeline import PreparedFile, SegmentWork, assemble, prepare
+from hark_serving.engine.priority import background_pool
 from hark_serving.engine.recognition import Recognized
 from hark_serving.errors import HarkError, InternalError, SourceChanged, StorageUnavailable
 from hark_serving.retry import RetryPolicy, retry_async
@@ -56,7 +57,6 @@ from hark_serving.serve.messages import (
     UploadJob,
 )
 from hark_serving.serve.metrics import WorkerMetrics
-from hark_serving.serve.priority import background_pool
 from hark_serving.serve.settings import load_serve_settings
 from hark_serving.storage.lease import Holding
 from hark_serving.transcript.schema import ModelInfo

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from hark_serving.serve.priority import BACKGROUND
+from hark_serving.engine.priority import BACKGROUND
 from hark_serving.transcript.schema import Transcript, validate_result
 from tests.fixtures import audio
 from tests.fixtures.audio import AudioSpec

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hark_serving.engine.embedded import AudioJob, Engine
+from hark_serving.engine.priority import BACKGROUND
 from hark_serving.options import TranscribeOptions
 from hark_serving.transcript.schema import validate_result
 from tests.fixtures import audio as fixtures
@@ -139,3 +143,25 @@ def test_audio_spilled_to_disk_transcribes_exactly_as_in_memory(
         b = in_memory.transcribe(job(audio_dir / name), opts)
         assert [s.model_dump() for s in a.segments] == [s.model_dump() for s in b.segments]
     assert list(tmp_path.iterdir()) == [], "spill files are gone once the file is done"
+
+
+def test_files_are_prepared_on_a_background_thread_below_the_models_priority(
+    engine: Engine, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: list[tuple[str, int]] = []
+    real = Engine._prepare_path
+
+    def watched(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        seen.append((threading.current_thread().name, niceness()))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_prepare_path", watched)
+    names = ["speech_en_16k.wav", "speech_zh_16k.wav"]
+    outcomes = list(engine.run([job(audio_dir / n) for n in names], TranscribeOptions()))
+    assert all(o.transcript is not None for o in outcomes) and len(outcomes) == 2
+    assert len(seen) == 2
+    assert all(name.startswith("hark-prepare") and nice == BACKGROUND for name, nice in seen)
+    assert niceness() < BACKGROUND  # the caller, which runs the model, keeps its own

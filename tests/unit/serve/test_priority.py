@@ -1,4 +1,4 @@
-"""The Worker's CPU threads yield to the model; a local Ray starts its workers at niceness 0."""
+"""Preparing threads yield to the model; a local Ray starts its workers at niceness 0."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import threading
 
 import pytest
 
-from hark_serving.serve.priority import (
-    BACKGROUND,
-    RAY_WORKER_NICENESS,
-    background_pool,
-    local_worker_niceness,
-)
+from hark_serving.engine.priority import BACKGROUND, background_pool
+from hark_serving.serve.priority import RAY_WORKER_NICENESS, local_worker_niceness
 
 
 def niceness() -> int:
