@@ -6,9 +6,8 @@ lane, or two on a CPU in int8: `default_lanes`), after a short `wait` for
 segments that arrive together when the model was idle. Each segment's caller
 gets its result as soon as its own batch is done. (Serve's `@serve.batch`
 fixes a batch's members when it forms, not when the model frees up, and
-answers a window's callers all at once: behind it, requests that happened to
-arrive together waited for each other's segments, and came back in clumps, 9 s
-and 20 s apart at 16 clients.) A batch holds the
+answers a window's callers all at once: behind it, segments that happened to
+arrive within one window waited for each other's batches.) A batch holds the
 oldest waiting segment (so nothing waits forever) plus the segments closest
 to it in length (so little is padding), bounded by the segment count and the
 frame budget (`recognition.encoder_frames`, padding included). Segments of different
@@ -72,7 +71,8 @@ CPU_BATCH_FRAMES = 500
 # the replica's threads while both run, all of them alone. One pass on two threads
 # stops at OpenMP's barrier in every layer whenever the OS lends a core to decode,
 # VAD or Ray's own processes; two passes on one thread each keep both cores busy.
-# On a 2-core x86, 16 clients: 24 against 18 audio-s/s (docs/precision.md).
+# `hark serve` on a 2-core x86, 16 clients: 22-27 against 17-19 audio-s/s
+# (docs/precision.md).
 # float32 keeps one pass: its sums, and so its transcripts, must not depend on how
 # many threads a pass got. A GPU runs one pass at a time.
 CPU_LANES = 2
