@@ -22,7 +22,6 @@ this one. tests/unit/engine/test_encoder.py holds it to funasr's forward.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -40,26 +39,13 @@ def supports(encoder: Any) -> bool:
     )
 
 
-def _positions(x: torch.Tensor) -> torch.Tensor:
-    """funasr's SinusoidalPositionEncoder table for x's length and width (positions from 1)."""
-    _, time, depth = x.shape
-    positions = torch.arange(1, time + 1, dtype=x.dtype, device=x.device)
-    increment = math.log(10000.0) / (depth / 2 - 1)
-    inv_timescales = torch.exp(
-        torch.arange(depth // 2, dtype=x.dtype, device=x.device) * -increment
-    )
-    scaled = positions[:, None] * inv_timescales[None, :]
-    return torch.cat((torch.sin(scaled), torch.cos(scaled)), dim=1)
-
-
 def _layer(
     layer: Any, x: torch.Tensor, keep: torch.Tensor | None, key_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """One EncoderLayerSANM (pre-norm, no concat), as funasr computes it."""
     attn = layer.self_attn
     batch, time, _ = x.shape
-    h = F.layer_norm(x, layer.norm1.normalized_shape, layer.norm1.weight, layer.norm1.bias,
-                     layer.norm1.eps)  # fmt: skip
+    h = layer.norm1(x)
     q, k, v = torch.split(attn.linear_q_k_v(h), attn.h * attn.d_k, dim=-1)
     # FSMN memory: a depthwise convolution over time of the (masked) values, plus them.
     # Attention takes the values unmasked, as in funasr: padded keys are masked there.
@@ -83,8 +69,7 @@ def _layer(
     out += memory
     if layer.in_size == layer.size:
         out += x
-    h = F.layer_norm(out, layer.norm2.normalized_shape, layer.norm2.weight, layer.norm2.bias,
-                     layer.norm2.eps)  # fmt: skip
+    h = layer.norm2(out)
     ff = layer.feed_forward
     out += ff.w_2(torch.relu_(ff.w_1(h)))
     return out
@@ -101,16 +86,13 @@ def forward(
         valid = torch.arange(time, device=speech.device)[None, :] < lengths[:, None]
         keep = valid[:, :, None].to(speech.dtype)
         key_mask = valid[:, None, None, :]  # True where a key may be attended to
-    x = speech * encoder.output_size() ** 0.5
-    x += _positions(x)
+    x = encoder.embed(speech * encoder.output_size() ** 0.5)  # funasr's position encoding
     for layer in encoder.encoders0:
         x = _layer(layer, x, keep, key_mask)
     for layer in encoder.encoders:
         x = _layer(layer, x, keep, key_mask)
-    x = F.layer_norm(x, encoder.after_norm.normalized_shape, encoder.after_norm.weight,
-                     encoder.after_norm.bias, encoder.after_norm.eps)  # fmt: skip
+    x = encoder.after_norm(x)
     for layer in encoder.tp_encoders:
         x = _layer(layer, x, keep, key_mask)
-    x = F.layer_norm(x, encoder.tp_norm.normalized_shape, encoder.tp_norm.weight,
-                     encoder.tp_norm.bias, encoder.tp_norm.eps)  # fmt: skip
+    x = encoder.tp_norm(x)
     return x, lengths.int()
