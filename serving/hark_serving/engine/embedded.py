@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from hark_serving.engine.pipeline import (
     assemble,
     prepare,
 )
-from hark_serving.engine.priority import lower_this_thread
+from hark_serving.engine.priority import background_pool
 from hark_serving.engine.recognition import DecodeRequest, Recognized
 from hark_serving.engine.vad import SpeechDetector
 from hark_serving.errors import HarkError, InternalError
@@ -156,9 +156,7 @@ class Engine:
         pool_frames = 0
         target = 2 * s.batch_frames  # enough to sort across files, little more in memory
 
-        with ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="hark-prepare", initializer=lower_this_thread
-        ) as executor:
+        with background_pool(1, "hark-prepare") as executor:
 
             def refill() -> None:
                 nonlocal exhausted
