@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,11 @@ def setup(
     return operator_environ(test_env, namespace, tmp_path, item_server.url)  # type: ignore[attr-defined]
 
 
+def _when(stamp: str) -> datetime:
+    """A status timestamp (RFC 3339, fraction optional) as a datetime."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def test_watch_job_transcribes_a_new_upload_on_a_later_poll(
     test_env: Environment,
     namespace: str,
@@ -66,7 +72,16 @@ def test_watch_job_transcribes_a_new_upload_on_a_later_poll(
             timeout=60,
             message="first output",
         )
-        job = wait_phase(test_env, namespace, "drop", {"Watching"})
+        # The first scan is over (it may still be listing when its first file is done,
+        # and the status says Watching from the start): the upload is a later poll's.
+        first_scan = wait_for(
+            lambda: (
+                (job := get_job(test_env, namespace, "drop"))["status"]["phase"] == "Watching"
+                and job["status"].get("lastScanTime")
+            ),
+            timeout=30,
+            message="the first scan complete",
+        )
         time.sleep(0.5)
         upload(s3, bucket, {"in/later/second.wav": one})
         wait_for(
@@ -78,12 +93,12 @@ def test_watch_job_transcribes_a_new_upload_on_a_later_poll(
 
         def counted() -> dict[str, object] | None:
             status = get_job(test_env, namespace, "drop")["status"]
-            return status if status["counts"]["succeeded"] == 2 else None
+            later = _when(str(status["lastScanTime"])) > _when(first_scan)  # polls go on
+            return status if status["counts"]["succeeded"] == 2 and later else None
 
         status = wait_for(counted, timeout=2 * poll + 10, message="both counted")
     assert status["phase"] == "Watching" and status["counts"]["total"] == 2
     assert "completionTime" not in status
-    assert job["status"]["lastScanTime"]
     summary = json.loads(
         s3.get_object(Bucket=bucket, Key=f"out/_hark/{namespace}.drop/summary.json")["Body"].read()
     )
