@@ -4,6 +4,7 @@
     ingress.py      Ingress deployment (FastAPI, CPU); routes in api.py
     worker.py       Worker deployment (CPU): decode, VAD, assemble, S3 items
     transcriber.py  Transcriber deployment (GPU): the model, batching segments (batcher.py)
+    handles.py      calls between deployments: a replica gone is `Unavailable`, not the file's
     settings.py     ServeSettings (HARK_*), per-deployment options
     local.py        run the app on a local Ray instance (`hark serve`)
 

@@ -17,15 +17,14 @@ from typing import Any
 import ray
 from fastapi import FastAPI
 from ray import serve
-from ray.exceptions import RayActorError
 from ray.serve import metrics as serve_metrics
 from ray.serve.handle import DeploymentHandle
 
-from hark_serving.retry import RetryPolicy, retry_async
+from hark_serving.retry import RetryPolicy
 from hark_serving.runs.itemspec import ItemRequest
 from hark_serving.serve.api import build_api
 from hark_serving.serve.context import configure_replica_logging
-from hark_serving.serve.errors import Unavailable
+from hark_serving.serve.handles import call_replica
 from hark_serving.serve.messages import (
     ELSEWHERE,
     ItemReply,
@@ -67,12 +66,12 @@ class Ingress:
         async def call() -> Any:
             return await getattr(self.worker, method).remote(*args)
 
-        try:
-            return await retry_async(
-                call, WORKER_RETRY, retry_on=(RayActorError,), describe=f"Worker.{method}"
-            )
-        except RayActorError as exc:
-            raise Unavailable("the Worker handling the request went away; try again") from exc
+        return await call_replica(
+            call,
+            WORKER_RETRY,
+            describe=f"Worker.{method}",
+            gone="the Worker handling the request went away; try again",
+        )
 
     async def transcribe(self, job: UploadJob) -> TranscribeReply:
         # By path first: a Worker on this node decodes the spool file where it lies.

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 import ray
 import torch
 from ray import serve
-from ray.exceptions import RayActorError
 from ray.serve import metrics as serve_metrics
 from ray.serve.handle import DeploymentHandle
 
@@ -46,11 +45,13 @@ from hark_serving.serve.context import (
     set_request_id,
 )
 from hark_serving.serve.errors import Unavailable
+from hark_serving.serve.handles import call_replica
 from hark_serving.serve.messages import (
     ELSEWHERE,
     BatchStats,
     Failure,
     ItemReply,
+    ModelStatus,
     SegmentResult,
     SegmentTask,
     TranscribeReply,
@@ -104,7 +105,14 @@ class Worker:
 
     async def _model_info(self) -> ModelInfo:
         if self._model is None:
-            status = await self.transcriber.status.remote()
+
+            async def ask() -> ModelStatus:
+                answer: ModelStatus = await self.transcriber.status.remote()
+                return answer
+
+            status = await call_replica(
+                ask, SEGMENT_RETRY, describe="Transcriber.status", gone="no Transcriber answered"
+            )
             if status.info is None:
                 raise Unavailable("the Transcriber has no model loaded")
             self._model = status.info
@@ -115,12 +123,12 @@ class Worker:
             result: SegmentResult = await self.transcriber.transcribe.remote(task)
             return result
 
-        try:
-            return await retry_async(
-                call, SEGMENT_RETRY, retry_on=(RayActorError,), describe="a Transcriber call"
-            )
-        except RayActorError as exc:
-            raise Unavailable(f"no Transcriber replica finished the segment: {exc}") from exc
+        return await call_replica(
+            call,
+            SEGMENT_RETRY,
+            describe="a Transcriber call",
+            gone="no Transcriber replica finished the segment",
+        )
 
     async def _recognize(
         self, prepared: PreparedFile, since: float
