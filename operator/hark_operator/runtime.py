@@ -161,6 +161,7 @@ class Runtime:
             self.processor,
             max_in_flight=settings.max_in_flight,
             item_timeout=settings.item_timeout_seconds,
+            stall_check=settings.stall_check_seconds,
             backoff=RetryPolicy(
                 base=settings.retry_base_seconds, cap=settings.retry_max_seconds, attempts=None
             ),

@@ -55,6 +55,14 @@ class OperatorSettings(StorageSettings):
     item_timeout_seconds: float = Field(
         3600.0, gt=0, description="Give up on one try of an item after this long."
     )
+    stall_check_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="With items in flight and no answer for this long, ask whether the Serve "
+        "app is still deployed; when it is not, the tries in flight are lost (a request that "
+        "waited at Ray's proxy for an app deleted meanwhile is never answered) and go back to "
+        "the queue, attempts unspent.",
+    )
     retry_base_seconds: float = Field(
         2.0, ge=0, description="Largest first retry delay (full jitter); doubles each try."
     )

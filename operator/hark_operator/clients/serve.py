@@ -137,6 +137,20 @@ class ServeProcessor:
         token = await self.token_source()
         return {**self.headers, "Authorization": f"Bearer {token}"} if token else self.headers
 
+    async def deployed(self, timeout: float = 10.0) -> bool:
+        """False when no app answers at the URL: the proxy says 404 (`GET /healthz` needs
+        no model) or nothing accepts the connection. A slow answer is no verdict (True)."""
+        url = self.url[: -len(ITEMS_PATH)] + "/healthz"
+        try:
+            async with self.session.get(
+                url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                return response.status != 404
+        except TimeoutError:  # aiohttp's socket timeouts are connection errors too
+            return True
+        except aiohttp.ClientConnectionError:  # refused, reset: no proxy either
+            return False
+
     async def ready(self) -> bool:
         """Whether the app has a Transcriber with the model loaded (`GET /readyz`)."""
         url = self.url[: -len(ITEMS_PATH)] + "/readyz"

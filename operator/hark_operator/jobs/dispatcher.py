@@ -27,6 +27,15 @@ What happens after a failed try depends on whose fault it was (`faults.blame`):
   long as it takes.
 
 Every backoff is the one `RetryPolicy` (exponential, full jitter, capped).
+
+A try can also be lost without an answer: Ray's proxy never answers a request
+that waited for a replica of an app deleted meanwhile (a RayService upgrade, an
+app delete), so it would hold its slot until the item timeout (an hour), and
+with every slot held nothing would even notice the app is gone. So while tries
+are in flight and none has answered for `stall_check` seconds, the dispatcher
+asks whether an app is still deployed at all (`Processor.deployed`, no model
+needed). When none is, the tries in flight are lost: each ends as
+`processor_unavailable`, which pauses dispatch and keeps the file's attempt.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hark_operator import metrics
@@ -132,10 +141,12 @@ class Dispatcher:
         recorder: FailureRecorder | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        stall_check: float = 30.0,
     ) -> None:
         self.processor = processor
         self.max_in_flight = max_in_flight
         self.item_timeout = item_timeout
+        self.stall_check = stall_check
         self.backoff = backoff or RetryPolicy(base=2.0, cap=300.0, attempts=None)
         self.recorder = recorder
         self.clock = clock
@@ -148,6 +159,9 @@ class Dispatcher:
         self._serial = itertools.count(1)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._heard = clock()  # when a try last ended, answered or not
+        self._lost: dict[str, asyncio.Future[str]] = {}  # item key → set when its try is lost
 
     # -- jobs ------------------------------------------------------------------
 
@@ -276,14 +290,39 @@ class Dispatcher:
     def start(self) -> None:
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop(), name="hark-dispatcher")
+        deployed = getattr(self.processor, "deployed", None)
+        if self._watch_task is None and deployed is not None:
+            self._watch_task = asyncio.create_task(self._watch(deployed), name="hark-stall-check")
 
     async def close(self) -> None:
         for job in list(self._jobs):
             await self.unregister(job)
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-            self._loop_task = None
+        for task in (self._loop_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._loop_task = self._watch_task = None
+
+    async def _watch(self, deployed: Callable[[], Awaitable[bool]]) -> None:
+        """Every `stall_check` s: tries in flight, no answer meanwhile, and no app? Lost."""
+        while True:
+            await asyncio.sleep(self.stall_check)
+            if not self._lost or self.clock() - self._heard < self.stall_check:
+                continue
+            try:
+                if await deployed():
+                    continue
+            except Exception as exc:  # no verdict: keep waiting for the answers
+                log.warning("could not ask whether the Serve app is deployed: %s", exc)
+                continue
+            why = (
+                f"no answer for {self.clock() - self._heard:.0f}s and no app deployed at the "
+                "processor's URL: the request was lost with it"
+            )
+            log.warning("%d tries in flight are lost: %s", len(self._lost), why)
+            for lost in self._lost.values():
+                if not lost.done():
+                    lost.set_result(why)
 
     async def _loop(self) -> None:
         while True:
@@ -335,8 +374,17 @@ class Dispatcher:
 
     async def _call(self, item: WorkItem, attempt: int) -> ItemResult:
         req = item.request.model_copy(update={"attempt": attempt})
+        lost = self._lost[item.key] = asyncio.get_running_loop().create_future()
+        call = asyncio.ensure_future(
+            asyncio.wait_for(self.processor.process(req), self.item_timeout)
+        )
         try:
-            return await asyncio.wait_for(self.processor.process(req), self.item_timeout)
+            await asyncio.wait((call, lost), return_when=asyncio.FIRST_COMPLETED)
+            if not call.done():  # the watchdog found no app: nothing will answer this try
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+                return _failed(req, "processor_unavailable", lost.result())
+            return call.result()
         except TimeoutError:
             return _failed(req, "timeout", f"no result within {self.item_timeout:.0f}s")
         except ProcessorUnavailable as exc:
@@ -344,6 +392,12 @@ class Dispatcher:
         except Exception as exc:  # a client bug must not lose the item: retry, then record
             log.exception("%s: processing raised", item.key)
             return _failed(req, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            if not call.done():  # this try was cancelled (its job deleted): so is its call
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+            del self._lost[item.key]
+            self._heard = self.clock()
 
     async def _processor_ready(self) -> bool:
         """After a timeout: was the pool up (the file's fault) or still scaling (not)?"""

@@ -58,7 +58,9 @@ class Processor(Protocol):
 
     A processor may also have `async def ready() -> bool` (the Serve app's
     `/readyz`): after a timeout it tells a pool still scaling up from a file
-    that takes too long."""
+    that takes too long; and `async def deployed() -> bool` (False only when no
+    app is there at all): with tries in flight and no answers, it tells tries
+    lost with a deleted app from slow ones."""
 
     async def process(self, request: ItemRequest) -> ItemResult: ...
 

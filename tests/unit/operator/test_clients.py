@@ -179,6 +179,32 @@ def test_ready_asks_the_apps_readyz() -> None:
     assert asyncio.run(ready(200, port=free_port())) == (False, [])
 
 
+def test_deployed_is_false_only_when_no_app_answers() -> None:
+    from tests.env.services import free_port
+
+    async def deployed(
+        status: int, port: int | None = None, stall: float = 0.0
+    ) -> tuple[bool, list[str]]:
+        async def slow(request: web.Request) -> None:
+            await asyncio.sleep(stall)
+
+        serve = Serve(status, {"status": "ok"}, action=slow if stall else None)
+        runner = await listening(serve)
+        processor = ServeProcessor(f"http://127.0.0.1:{port or runner.addresses[0][1]}")
+        try:
+            return await processor.deployed(timeout=0.5), [s.path for s in serve.seen]
+        finally:
+            await processor.aclose()
+            await runner.cleanup()
+
+    assert asyncio.run(deployed(200)) == (True, ["/healthz"])
+    assert asyncio.run(deployed(401)) == (True, ["/healthz"])  # an app, refusing: still there
+    assert asyncio.run(deployed(503)) == (True, ["/healthz"])
+    assert asyncio.run(deployed(404)) == (False, ["/healthz"])  # the proxy: no app at the route
+    assert asyncio.run(deployed(200, port=free_port())) == (False, [])  # nothing listens
+    assert asyncio.run(deployed(200, stall=2.0)) == (True, ["/healthz"])  # slow: no verdict
+
+
 def test_a_closed_processor_opens_no_new_connection() -> None:
     """A handler that runs on while the operator stops gets no socket that outlives it."""
 

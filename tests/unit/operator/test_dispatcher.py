@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import pytest
+
+from hark_operator.errors import ProcessorUnavailable
 from hark_operator.jobs.dispatcher import Dispatcher, RetryPolicy
 from hark_operator.jobs.work import Outcome, WorkItem
 from hark_serving.runs.itemspec import ItemRequest, ItemResult
@@ -185,6 +188,79 @@ def test_an_unreachable_processor_pauses_every_job_then_one_probe_resumes() -> N
         assert sorted(o.result.status for o in outcomes) == ["succeeded"] * 8
         assert recorder.calls == [] and all(r.attempt == 1 for r in worker.calls)
         assert d.processor_state().available and d.gate.changes == 2
+
+    run(main())
+
+
+class AppLostWorker(FakeWorker):
+    """Its first `lost` calls are never answered, as Ray's proxy leaves a request that
+    waited for an app deleted meanwhile; `deployed()` says whether an app is there."""
+
+    def __init__(self, worker: FakeWorker, lost: int, there: bool | None) -> None:
+        super().__init__(worker.store)
+        self.lost, self.there = lost, there
+        self.asked = self.cancelled = 0
+
+    async def process(self, req: ItemRequest) -> ItemResult:
+        if self.lost > 0:
+            self.lost -= 1
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return await super().process(req)
+
+    async def deployed(self) -> bool:
+        self.asked += 1
+        if self.there is None:
+            raise ProcessorUnavailable("/healthz: connection reset")  # no verdict
+        return self.there
+
+
+def test_tries_lost_with_a_deleted_app_go_back_to_the_queue_attempts_unspent() -> None:
+    async def main() -> None:
+        _, plain = populated(4, jobs=("a",))
+        worker = AppLostWorker(plain, lost=2, there=False)
+        recorder = Recorder()
+        outcomes: list[Outcome] = []
+        d = Dispatcher(
+            worker, max_in_flight=4, item_timeout=60, backoff=FAST, recorder=recorder,
+            stall_check=0.05,
+        )  # fmt: skip
+        d.register("a", parallelism=2, max_attempts=1, sink=outcomes.append)
+        for i in range(4):
+            await d.submit("a", item("a", i))
+        d.start()
+        await d.idle("a")
+        await d.close()
+        # Both slots were held by lost tries; the stall check freed them, the gate
+        # paused, and every file went through once, on its first attempt.
+        assert worker.cancelled == 2 and worker.asked >= 1
+        assert sorted(o.result.status for o in outcomes) == ["succeeded"] * 4
+        assert recorder.calls == [] and all(r.attempt == 1 for r in worker.calls)
+        assert d.gate.changes == 2  # paused, then resumed by a probe
+
+    run(main())
+
+
+@pytest.mark.parametrize("there", [True, None], ids=["app-there", "no-verdict"])
+def test_slow_tries_are_not_taken_for_lost_ones(there: bool | None) -> None:
+    async def main() -> None:
+        _, plain = populated(2, jobs=("a",))
+        worker = AppLostWorker(plain, lost=0, there=there)
+        worker.delay = 0.5  # ten stall checks without an answer
+        outcomes: list[Outcome] = []
+        d = Dispatcher(worker, max_in_flight=2, item_timeout=60, backoff=FAST, stall_check=0.05)
+        d.register("a", parallelism=2, sink=outcomes.append)
+        for i in range(2):
+            await d.submit("a", item("a", i))
+        d.start()
+        await d.idle("a")
+        await d.close()
+        assert worker.asked >= 2 and worker.cancelled == 0 and len(worker.calls) == 2
+        assert [o.result.status for o in outcomes] == ["succeeded"] * 2
+        assert d.gate.changes == 0
 
     run(main())
 
