@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.env.environment import Environment
-from tests.env.kube import apply_yaml, wait_for
+from tests.env.kube import WaitTimeout, apply_yaml, wait_for
 from tests.fixtures import audio
 from tests.integration.serve.conftest import app_args, wait_ready
 
@@ -70,23 +70,40 @@ class App:
         A graceful `serve.delete` is not that. It drains each Worker's requests for up
         to the Worker's graceful shutdown timeout (600 s), while the Transcriber those
         requests wait on is stopping too, so the delete can outlast any test.
+
+        The Transcribers go first, and the rest only once their deployment is deleted:
+        the Workers' requests in flight meet a deleted Transcriber deployment, whose
+        handles Ray fails at once, as in an app delete or a RayService upgrade. That
+        is the app's fault, not the files': no file may fail for it.
         """
-        import ray
         from ray import serve
 
         from hark_serving.serve.app import APP_NAME
 
         serve.delete(APP_NAME, _blocking=False)
-        prefix = f"SERVE_REPLICA::{APP_NAME}#"
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            if actor["name"].startswith(prefix):
-                with contextlib.suppress(ValueError):  # already gone
-                    ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+        self._kill(f"{APP_NAME}#Transcriber#")
+
+        def transcribers_deleted() -> bool:
+            app = serve.status().applications.get(APP_NAME)
+            return app is None or "Transcriber" not in app.deployments
+
+        wait_for(transcribers_deleted, timeout=120, message="the Transcriber deployment deleted")
+        self._kill(f"{APP_NAME}#")
         wait_for(
             lambda: APP_NAME not in serve.status().applications,
             timeout=120,
             message=f"the Serve app {APP_NAME!r} deleted",
         )
+
+    @staticmethod
+    def _kill(prefix: str) -> None:
+        """Kill the Serve replicas whose names start with `prefix` (app#deployment#)."""
+        import ray
+
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["name"].startswith(f"SERVE_REPLICA::{prefix}"):
+                with contextlib.suppress(ValueError):  # already gone
+                    ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
 
 
 def condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -137,15 +154,22 @@ def test_the_serve_app_down_mid_job_then_back_loses_and_repeats_nothing(
             wait_for(lambda: len(json_versions(s3, bucket)) >= 2, timeout=180, message="2 outputs")
             app.down()  # a RayService upgrade, a head pod restart: nobody answers /v1/items
             down_at = time.monotonic()
-            paused = wait_for(
-                lambda: (
-                    (j := get_job(test_env, namespace, "outage"))
-                    and condition(j, "ProcessorAvailable").get("status") == "False"
-                    and j
-                ),
-                timeout=120,
-                message="dispatch paused",
-            )
+            seen: list[dict[str, Any]] = []
+
+            def paused_now() -> dict[str, Any] | None:
+                seen[:] = [get_job(test_env, namespace, "outage")]
+                return (
+                    seen[0]
+                    if condition(seen[0], "ProcessorAvailable").get("status") == "False"
+                    else None
+                )
+
+            try:
+                paused = wait_for(paused_now, timeout=120, message="dispatch paused")
+            except WaitTimeout as exc:  # say how the job stood instead
+                raise AssertionError(
+                    f"{exc}; the job's status: {seen and seen[0].get('status')}"
+                ) from None
             gauge_while_down = metrics.PROCESSOR_AVAILABLE._value.get()
             written_while_down = len(json_versions(s3, bucket))
             # Down for as long as a head pod restart takes, while the backoff grows.
