@@ -8,7 +8,7 @@ and the value it had.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -16,8 +16,10 @@ from pydantic_settings.exceptions import SettingsError
 
 from hark_serving.errors import ConfigError
 from hark_serving.options import Channels, Device, Language, Precision, Timestamps, Vad
-from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.settings import StorageSettings
+
+if TYPE_CHECKING:  # boto3 is imported only when a store is made
+    from hark_serving.storage.s3 import S3Store
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "hark" / "models"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hark_serving.engine.devices import TorchCuda, cuda_unusable
 from hark_serving.engine.libraries import (
@@ -17,7 +17,9 @@ from hark_serving.engine.libraries import (
     torch_problem,
     torchaudio_problem,
 )
-from hark_serving.storage.profiles import StorageProfile
+
+if TYPE_CHECKING:
+    from hark_serving.storage.profiles import StorageProfile
 
 Status = Literal["ok", "warn", "fail"]
 

@@ -185,6 +185,7 @@ def transcribe(
         transcribe_to_stream,
     )
     from hark_serving.storage.locations import output_location
+    from hark_serving.storage.uris import is_s3
 
     started = time.perf_counter()
     console = Console(stderr=True)
@@ -210,7 +211,8 @@ def transcribe(
         wanted = parse_formats(formats)
         analytics = call_analytics(settings, categories, qa_report, metadata_pattern, console)
         options = options_of(settings, roles, non_talk_min_seconds, analytics.wanted)
-        store = settings.s3_store()
+        # A store (boto3, a client) only when an input or the destination is in S3.
+        store = settings.s3_store() if any(map(is_s3, [*paths, out])) else None
         refs = gather_inputs(paths, store, include or [], exclude or [])
         if to_stdout:
             fmt = stdout_format(formats)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hark_serving.config import Settings
 from hark_serving.engine.embedded import Engine, EngineSettings
 from hark_serving.engine.model_source import resolve_model
 from hark_serving.engine.pipeline import SegmentingSettings
 from hark_serving.engine.sensevoice import SenseVoice
 from hark_serving.engine.vad import FsmnDetector, SileroDetector, SpeechDetector, WholeFileDetector
+from hark_serving.storage.uris import is_s3
+
+if TYPE_CHECKING:
+    from hark_serving.storage.s3 import S3Store
 
 
 def segmenting(settings: Settings) -> SegmentingSettings:
@@ -20,6 +26,11 @@ def segmenting(settings: Settings) -> SegmentingSettings:
     )
 
 
+def _store_for(ref: str, settings: Settings) -> S3Store | None:
+    """The store a model reference needs: none unless it is in S3 (boto3 costs 0.3 s)."""
+    return settings.s3_store() if is_s3(ref) else None
+
+
 def build_detector(settings: Settings) -> SpeechDetector:
     if settings.vad == "silero":
         return SileroDetector(max_segment_seconds=settings.max_segment_seconds)
@@ -27,7 +38,7 @@ def build_detector(settings: Settings) -> SpeechDetector:
         resolved = resolve_model(
             settings.vad_model,
             settings.model_cache,
-            store=settings.s3_store(),
+            store=_store_for(settings.vad_model, settings),
             hub=settings.model_hub,
         )
         return FsmnDetector(resolved.path, max_segment_seconds=settings.max_segment_seconds)
@@ -36,7 +47,10 @@ def build_detector(settings: Settings) -> SpeechDetector:
 
 def build_recognizer(settings: Settings) -> SenseVoice:
     resolved = resolve_model(
-        settings.model, settings.model_cache, store=settings.s3_store(), hub=settings.model_hub
+        settings.model,
+        settings.model_cache,
+        store=_store_for(settings.model, settings),
+        hub=settings.model_hub,
     )
     return SenseVoice(
         resolved.path,

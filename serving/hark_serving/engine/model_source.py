@@ -27,12 +27,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from hark_serving.errors import ModelError
-from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import as_prefix, is_s3, parse_s3_uri
+
+if TYPE_CHECKING:  # boto3 is imported only where a model comes from S3
+    from hark_serving.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 

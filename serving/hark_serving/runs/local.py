@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hark_serving.engine.embedded import AudioJob, Engine, Outcome
 from hark_serving.errors import HarkError, InvalidOption, StorageError
@@ -25,12 +26,14 @@ from hark_serving.storage.locations import (
     fetched,
     list_inputs,
 )
-from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import error_name, output_name
 from hark_serving.transcript.error_record import ErrorRecord, render_error_record
 from hark_serving.transcript.outputs import is_current, source_metadata
 from hark_serving.transcript.schema import Transcript, validate_result
 from hark_serving.transcript.writers import CONTENT_TYPES, render
+
+if TYPE_CHECKING:  # a store comes from the caller; local paths import no boto3
+    from hark_serving.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 

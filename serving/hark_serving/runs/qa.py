@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hark_serving.analytics.alerts import Alert, Delivery, WebhookSender, alert_of, count
 from hark_serving.analytics.categories import categorize
@@ -33,9 +33,11 @@ from hark_serving.analytics.report import (
 )
 from hark_serving.analytics.rules import Rules
 from hark_serving.storage.locations import InputRef, OutputLocation, S3Output
-from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import HARK_DIR, S3Uri, as_prefix, output_name
 from hark_serving.transcript.schema import Transcript
+
+if TYPE_CHECKING:  # a store comes from the caller; local paths import no boto3
+    from hark_serving.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hark_serving.errors import InvalidUri, ObjectNotFound
-from hark_serving.storage.s3 import S3Store
 from hark_serving.storage.uris import (
     S3Uri,
     as_prefix,
@@ -28,6 +27,9 @@ from hark_serving.storage.uris import (
     relative_key,
     safe_relative,
 )
+
+if TYPE_CHECKING:  # the caller brings a store; boto3 is not imported for local paths
+    from hark_serving.storage.s3 import S3Store
 
 # `-` as an input is the audio on standard input, named `stdin` under the destination.
 STDIN = "-"

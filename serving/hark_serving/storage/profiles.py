@@ -39,13 +39,15 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hark_serving.errors import ConfigError, InvalidOption, ProfileNotAllowed
-from hark_serving.storage.s3 import S3Settings, S3Store
+
+if TYPE_CHECKING:
+    from hark_serving.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +205,9 @@ class StorageProfiles:
         """The profile's store, with `credentials` when given, else with the keys in its
         `credentialsDir`, read again whenever those files change (a rotated Secret), so
         the next call after a rotation uses the new keys without a restart."""
+        # boto3 (0.3 s) only once a store is wanted: a local `hark transcribe` needs none.
+        from hark_serving.storage.s3 import S3Settings, S3Store
+
         key = name or self.spec.default
         with self._lock:
             p = self.profile(key)
