@@ -81,14 +81,14 @@ class App:
         from hark_serving.serve.app import APP_NAME
 
         serve.delete(APP_NAME, _blocking=False)
-        self._kill(f"{APP_NAME}#Transcriber#")
+        self.kill("Transcriber")
 
         def transcribers_deleted() -> bool:
             app = serve.status().applications.get(APP_NAME)
             return app is None or "Transcriber" not in app.deployments
 
         wait_for(transcribers_deleted, timeout=120, message="the Transcriber deployment deleted")
-        self._kill(f"{APP_NAME}#")
+        self.kill()
         wait_for(
             lambda: APP_NAME not in serve.status().applications,
             timeout=120,
@@ -96,12 +96,15 @@ class App:
         )
 
     @staticmethod
-    def _kill(prefix: str) -> None:
-        """Kill the Serve replicas whose names start with `prefix` (app#deployment#)."""
+    def kill(deployment: str = "") -> None:
+        """Kill the replicas of one deployment of the app (of all of them when "")."""
         import ray
 
+        from hark_serving.serve.app import APP_NAME
+
+        prefix = f"SERVE_REPLICA::{APP_NAME}#{deployment}{'#' if deployment else ''}"
         for actor in ray.util.list_named_actors(all_namespaces=True):
-            if actor["name"].startswith(f"SERVE_REPLICA::{prefix}"):
+            if actor["name"].startswith(prefix):
                 with contextlib.suppress(ValueError):  # already gone
                     ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
 
@@ -184,6 +187,67 @@ def test_the_serve_app_down_mid_job_then_back_loses_and_repeats_nothing(
     assert gauge_while_down == 0
     assert condition(job, "ProcessorAvailable")["status"] == "True"
     assert_each_file_written_once(s3, bucket, job, OUTAGE_FILES)
+
+
+def test_requests_the_proxy_never_answers_go_back_to_the_queue(
+    test_env: Environment,
+    hark_crds: Path,
+    namespace: str,
+    versioned: str,
+    s3: S3Client,
+    audio_dir: Path,
+    tiny_model_dir: Path,
+    serve_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A request that reaches Ray's proxy while no Ingress replica is alive waits there
+    for one; when the app is deleted meanwhile, the proxy never answers it. The
+    operator's stall check (its default 30 s) must take such tries back."""
+    bucket, files = versioned, 2
+    upload(
+        s3, bucket, {f"in/{i:02d}.wav": audio_dir / "one_sentence_16k.wav" for i in range(files)}
+    )
+    create_secret(test_env, namespace)
+    app = App(
+        serve_url,
+        app_args(tiny_model_dir, storage_profiles=str(serve_profiles(test_env, tmp_path, bucket))),
+    )
+    environ = operator_environ(test_env, namespace, tmp_path, serve_url, **DEFAULT_RETRY)
+    app.up()
+    try:
+        # Serve takes seconds to replace a dead Ingress; the job's requests wait for it.
+        app.kill("Ingress")
+        with kopf_operator(monkeypatch, environ, namespace):
+            apply_yaml(test_env, job_manifest("held", bucket, maxAttempts=1), namespace=namespace)
+            held = wait_for(
+                lambda: (
+                    get_job(test_env, namespace, "held")["status"]["counts"]["inFlight"] == files
+                ),
+                timeout=60,
+                message="both files in flight",
+            )
+            app.down()  # deleted under them: the proxy will not answer those two
+            lost = wait_for(
+                lambda: (
+                    (j := get_job(test_env, namespace, "held"))
+                    and condition(j, "ProcessorAvailable").get("status") == "False"
+                    and j
+                ),
+                timeout=120,
+                message="the lost tries taken back",
+            )
+            app.up()
+            job = wait_phase(test_env, namespace, "held", {"Succeeded", "Failed"}, timeout=300)
+    finally:
+        app.down()
+    assert held
+    paused = condition(lost, "ProcessorAvailable")
+    assert paused["reason"] == "ProcessorUnreachable", paused
+    assert "no app deployed" in paused["message"], paused
+    assert lost["status"]["counts"]["failed"] == 0
+    assert condition(job, "ProcessorAvailable")["status"] == "True"
+    assert_each_file_written_once(s3, bucket, job, files)
 
 
 def test_a_wrong_operator_token_pauses_until_its_secret_is_fixed(
