@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from hark_serving.retry import RetryPolicy
@@ -189,12 +188,16 @@ class WebhookSender:
         self.secret = secret
         self.policy = policy
         self.sleep = sleep
+        import httpx  # 0.1 s, paid only by a run that has a webhook
+
         self.client = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
         self.client.close()
 
     def send(self, alert: Alert) -> Delivery:
+        import httpx  # imported by __init__ already
+
         body = alert.body()
         headers = {
             "Content-Type": "application/json",
