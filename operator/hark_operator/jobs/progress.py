@@ -54,7 +54,10 @@ class _Delta:
 @dataclass
 class JobTracker:
     recent_limit: int = RECENT_FAILURES
-    scans: int = 0  # completed scans; the running one is number scans + 1
+    scans: int = 0  # completed scans
+    # Scans begun, complete or abandoned: each gets a number of its own, so the items
+    # an abandoned scan queued are never taken for the next scan's.
+    begun: int = 0
     snapshot: ScanTally | None = None
     running: ScanTally | None = None
     delta: _Delta = field(default_factory=_Delta)  # since the last complete scan
@@ -69,9 +72,10 @@ class JobTracker:
     @property
     def scan_number(self) -> int:
         """The number of the scan running (or about to run): tag items with it."""
-        return self.scans + 1
+        return self.begun if self.running is not None else self.begun + 1
 
     def begin_scan(self) -> None:
+        self.begun += 1
         self.running = ScanTally()
         self.carry = _Delta()
         self.unlisted.clear()

@@ -94,6 +94,19 @@ def test_outcomes_of_older_scans_that_raced_a_scan_are_left_to_the_next_one() ->
     assert t.counts(0) == Counts(total=2, succeeded=1, pending=1)
 
 
+def test_outcomes_of_an_abandoned_scans_items_are_not_taken_for_the_next_scans() -> None:
+    t = JobTracker()
+    first = scanned(t, done=0, pending=1)
+    t.end_scan(T0)
+    abandoned = scanned(t, done=0, pending=1)  # queued one item, then the listing failed
+    t.abandon_scan()
+    again = scanned(t, done=1, pending=0)  # its output was written before this listing
+    assert len({first, abandoned, again}) == 3
+    t.record(ok(), "k", T0, abandoned)  # so its outcome must not count a second time
+    t.end_scan(T0)
+    assert t.counts(0) == Counts(total=1, succeeded=1)
+
+
 def test_counts_never_go_out_of_range() -> None:
     t = JobTracker()
     tag = scanned(t, done=1, pending=0)
