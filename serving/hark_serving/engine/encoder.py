@@ -76,11 +76,15 @@ def _layer(
 
 
 def forward(
-    encoder: Any, speech: torch.Tensor, lengths: torch.Tensor
+    encoder: Any, speech: torch.Tensor, lengths: torch.Tensor, masked: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`encoder(speech, lengths)`, computed leaner; `speech` is not changed."""
+    """`encoder(speech, lengths)`, computed leaner; `speech` is not changed.
+
+    `masked`: apply the padding masks (True), skip them (False: no row is padded), or
+    decide from `lengths` (None). An exported graph passes True, since it serves any batch.
+    """
     _, time, _ = speech.shape
-    padded = bool((lengths < time).any())
+    padded = bool((lengths < time).any()) if masked is None else masked
     keep = key_mask = None
     if padded:
         valid = torch.arange(time, device=speech.device)[None, :] < lengths[:, None]

@@ -43,7 +43,6 @@ can write one can write the other, as they can write model.pt.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -51,16 +50,15 @@ import tempfile
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 
-from hark_serving.engine.model_source import file_sha256
+from hark_serving.engine.model_cache import cache_lock, stamp, weights_digest
 from hark_serving.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -166,43 +164,6 @@ def disagreement(difference: float, tolerance: float, cached: Path | None) -> st
     )
 
 
-def _stamp(file: Path) -> dict[str, int]:
-    st = file.stat()
-    # ctime too: a write in place that restores the mtime still moves the ctime.
-    return {
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "ctime_ns": st.st_ctime_ns,
-        "inode": st.st_ino,
-    }
-
-
-def weights_digest(weights: Path, cache: Path) -> str:
-    """SHA-256 of `weights`, remembered under `cache` while the file's size, times and
-    inode stay the same: hashing a full model.pt costs about a second per start."""
-    weights = weights.resolve()
-    memo = (
-        cache / "int8" / "digests" / (hashlib.sha256(str(weights).encode()).hexdigest() + ".json")
-    )
-    stamp = _stamp(weights)
-    with contextlib.suppress(OSError, ValueError):
-        known = json.loads(memo.read_text())
-        if known.get("path") == str(weights) and known.get("stamp") == stamp:
-            return str(known["sha256"])
-    digest = file_sha256(weights)
-    if _stamp(weights) == stamp:  # not changed while it was read
-        record = {"path": str(weights), "stamp": stamp, "sha256": digest}
-        try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".digest-", dir=memo.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
-            os.replace(tmp, memo)
-        except OSError as exc:  # a read-only cache: hashed again next time
-            log.debug("could not remember the digest of %s in %s: %s", weights, memo, exc)
-    return digest
-
-
 def _check_record(path: Path) -> Path:
     return path.with_name(path.name + ".check.json")
 
@@ -211,13 +172,13 @@ def recorded_difference(path: Path) -> float | None:
     """The difference a passed check measured for the cache file `path`, if it is unchanged since."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         record = json.loads(_check_record(path).read_text())
-        if record["stamp"] == _stamp(path) and record["probe"] == [PROBE_SECONDS, PROBE_SEED]:
+        if record["stamp"] == stamp(path) and record["probe"] == [PROBE_SECONDS, PROBE_SEED]:
             return float(record["difference"])
     return None
 
 
 def _record_check(path: Path, difference: float) -> None:
-    record = {"stamp": _stamp(path), "probe": [PROBE_SECONDS, PROBE_SEED], "difference": difference}
+    record = {"stamp": stamp(path), "probe": [PROBE_SECONDS, PROBE_SEED], "difference": difference}
     try:
         fd, tmp = tempfile.mkstemp(prefix=".check-", dir=path.parent)
         with os.fdopen(fd, "w") as f:
@@ -226,35 +187,6 @@ def _record_check(path: Path, difference: float) -> None:
         os.replace(tmp, _check_record(path))
     except OSError as exc:  # a read-only cache: checked again next time
         log.debug("could not record the check of %s: %s", path, exc)
-
-
-def _acquire(lock: Path) -> FileLock | None:
-    """The cache file's lock, held; None (with a warning) when the cache is not writable."""
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        held = FileLock(lock)
-        held.acquire()
-    except OSError as exc:
-        log.warning(
-            "model cache %s is not writable (%s): int8 weights are quantized for this "
-            "process only; point HARK_MODEL_CACHE at a writable directory, or build them "
-            "there ahead of time with `hark model quantize`",
-            lock.parent,
-            exc,
-        )
-        return None
-    return held
-
-
-@contextlib.contextmanager
-def _cache_lock(lock: Path) -> Iterator[bool]:
-    """Hold the cache file's lock; yields False (unlocked) when the cache is not writable."""
-    held = _acquire(lock)
-    try:
-        yield held is not None
-    finally:
-        if held is not None:
-            held.release()
 
 
 def _read_cached(model: Any, path: Path) -> None:
@@ -349,7 +281,7 @@ def to_int8(
     """
     started = time.perf_counter()
     path = cache_file(cache, weights_sha256 or weights_digest(weights, cache))
-    with _cache_lock(path.with_name(path.name + ".lock")) as writable:
+    with cache_lock(path.with_name(path.name + ".lock")) as writable:
         cached = path.is_file()
         recorded = recorded_difference(path) if cached else None
         trusted = recorded is not None and recorded <= tolerance

@@ -45,7 +45,7 @@ def _unwrap(state: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _resolve(model_dir: Path) -> dict[str, Any]:
+def resolve_config(model_dir: Path) -> dict[str, Any]:
     """funasr's reading of a local model directory (no hub access for a local path)."""
     from funasr.download.download_model_from_hub import download_model
 
@@ -86,7 +86,7 @@ def build_fast(model_dir: Path, device: str, dither: float = 0.0) -> Loaded:
     from funasr.register import tables
     from funasr.utils.misc import deep_update
 
-    kwargs = _resolve(model_dir)
+    kwargs = resolve_config(model_dir)
     tokenizer_conf = dict(kwargs.get("tokenizer_conf") or {})
     tokenizer = tables.tokenizer_classes.get(kwargs["tokenizer"])(**tokenizer_conf)
     frontend_conf = {**(kwargs.get("frontend_conf") or {}), "dither": dither}

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -65,19 +65,6 @@ class SileroSettings:
     speech_pad_ms: int = 30
 
 
-def _silero() -> Any:
-    """Import silero_vad without its side effect on torch's global thread count."""
-    import torch
-
-    threads = torch.get_num_threads()
-    import silero_vad
-
-    # Importing silero_vad sets torch to one thread, which would starve the
-    # model's forward pass in the same process.
-    torch.set_num_threads(threads)
-    return silero_vad
-
-
 class SileroDetector:
     """Silero VAD, run a block of frames per ONNX call (the package's sequence model).
 
@@ -88,38 +75,37 @@ class SileroDetector:
     (16 s) per ONNX Runtime call, with the same per-frame probabilities and so
     the same regions, at about 280 audio seconds per second, and ONNX Runtime
     releases the GIL while it computes, so detectors on several threads run at
-    once. One session serves every thread: each call keeps its own state.
+    once. One session serves every thread: each call keeps its own state. It runs
+    without importing torch (`hark_serving.engine.silero`).
     """
 
     name = "silero"
 
     def __init__(self, settings: SileroSettings | None = None, max_segment_seconds: float = 30.0):
+        from hark_serving.engine.silero import SequenceModel
+
         self.settings = settings or SileroSettings()
         self.max_segment_seconds = max_segment_seconds
-        self._lock = threading.Lock()
-        self._loaded: Any = None
-
-    def _model(self) -> Any:
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = _silero().load_silero_vad(sequence=True)
-            return self._loaded
+        self._model = SequenceModel()
 
     def detect(self, samples: np.ndarray) -> list[Region]:
+        from hark_serving.engine.silero import timestamps_function
+
         if len(samples) == 0:
             return []
         s = self.settings
-        stamps = _silero().get_speech_timestamps_sequence(
-            np.asarray(samples, dtype=np.float32),
-            self._model(),
-            threshold=s.threshold,
+        samples = np.asarray(samples, dtype=np.float32)
+        stamps = timestamps_function()(
+            self._model.probabilities(samples),
             sampling_rate=SAMPLE_RATE,
+            threshold=s.threshold,
             min_speech_duration_ms=s.min_speech_ms,
             min_silence_duration_ms=s.min_silence_ms,
             speech_pad_ms=s.speech_pad_ms,
             # Silero cuts over-long speech at its longest inner pause, which
             # beats a hard cut; `plan_segments` still enforces the limit.
             max_speech_duration_s=self.max_segment_seconds,
+            audio_length_samples=len(samples),
         )
         # Same sample→ms rounding as funasr's silero adapter.
         return [
