@@ -15,7 +15,7 @@ from pydantic_settings import SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from hark_serving.errors import ConfigError
-from hark_serving.options import Channels, Device, Language, Precision, Timestamps, Vad
+from hark_serving.options import Channels, Device, Language, Precision, Runtime, Timestamps, Vad
 from hark_serving.storage.settings import StorageSettings
 
 if TYPE_CHECKING:  # boto3 is imported only when a store is made
@@ -42,7 +42,8 @@ class Settings(StorageSettings):
     )
     model_cache: Path = Field(
         DEFAULT_MODEL_CACHE,
-        description="Where hub and s3:// models (and int8 weights) are cached, once per node.",
+        description="Where hub and s3:// models (and int8 weights and ONNX exports) are cached, "
+        "once per node.",
     )
     device: Device = Field("auto", description="auto: cuda when present.")
     precision: Precision = Field(
@@ -51,6 +52,13 @@ class Settings(StorageSettings):
         "quantized, checked against float32 at load) where torch has fast int8 kernels, else "
         "float32. float32 is exact; bfloat16 is 2-3x float32 on CPUs with AVX512-BF16 or AMX; "
         "int8 and bfloat16 may change transcripts slightly.",
+    )
+    runtime: Runtime = Field(
+        "auto",
+        description="What runs the model. auto: ONNX Runtime where the CPU computes int8 "
+        "(precision auto or int8 on a CPU: an export made once per model and node, then a "
+        "start without torch), else torch. torch: always torch (GPU, float32, bfloat16, and "
+        "torch's own int8). onnx: always ONNX Runtime (CPU, int8).",
     )
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for inference; default all usable cores."
@@ -120,6 +128,13 @@ class Settings(StorageSettings):
             raise ValueError(
                 "precision int8 runs on the CPU only; on CUDA use auto (float16), bfloat16 or "
                 "float32 (--precision / HARK_PRECISION), or run int8 with --device cpu"
+            )
+        if self.runtime == "onnx" and (
+            self.device == "cuda" or self.precision not in ("auto", "int8")
+        ):
+            raise ValueError(
+                f"runtime onnx runs int8 on the CPU only, not precision {self.precision} on device "
+                f"{self.device}; use runtime auto or torch (--runtime / HARK_RUNTIME)"
             )
         return self
 

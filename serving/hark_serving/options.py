@@ -15,6 +15,7 @@ OutputFormat = Literal["json", "srt", "vtt", "txt"]
 # Engine choices, shared by the settings object and the CLI flags that override it.
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "float32", "float16", "bfloat16", "int8"]
+Runtime = Literal["auto", "torch", "onnx"]
 Vad = Literal["silero", "fsmn", "none"]
 
 LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")

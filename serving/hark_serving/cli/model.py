@@ -1,15 +1,17 @@
-"""`hark model quantize`: build a model's int8 weights into the node cache ahead of time.
+"""`hark model export` and `hark model quantize`: build a model's int8 forms into the node cache.
 
-The same code path a `--precision int8` start takes (`hark_serving.engine.int8`):
-the weights are quantized, checked against float32 and written to the cache, so
-replicas that start later read them instead of quantizing.
+The same code paths a start takes: `export` the ONNX Runtime export (the CPU
+default, `hark_serving.engine.onnx_export`), `quantize` torch's int8 weights
+(`--runtime torch --precision int8`, `hark_serving.engine.int8`). Either is
+checked against float32 and written to the cache, so replicas that start later
+read it instead of building it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,8 +19,12 @@ from rich.console import Console
 from hark_serving.cli import exits
 from hark_serving.errors import HarkError, ModelError
 
+if TYPE_CHECKING:
+    from hark_serving.config import Settings
+    from hark_serving.engine.model_source import ResolvedModel
+
 app = typer.Typer(
-    help="Model weights: build int8 weights ahead of time.",
+    help="Model weights: build the int8 export or int8 weights ahead of time.",
     epilog=exits.EPILOG,
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -52,17 +58,22 @@ def quantize(
     read and checked again.
     """
     from hark_serving.config import load_settings
-    from hark_serving.engine.factory import build_recognizer
+    from hark_serving.engine.factory import build_torch
     from hark_serving.logs import setup_logging
 
     console = Console(stderr=True)
     setup_logging(json_logs=False)
     try:
         settings = load_settings(
-            model=model, model_cache=model_cache, threads=threads, device="cpu", precision="int8"
+            model=model,
+            model_cache=model_cache,
+            threads=threads,
+            device="cpu",
+            precision="int8",
+            runtime="torch",
         )
         with console.status(f"quantizing {settings.model} ..."):
-            weights = build_recognizer(settings).int8
+            weights = build_torch(settings, _resolve(settings)).int8
         assert weights is not None  # precision int8 always sets it
         if not weights.path.is_file():
             raise ModelError(
@@ -89,6 +100,95 @@ def quantize(
         f"int8 weights of {settings.model} {'quantized into' if weights.built else 'already in'} "
         f"{weights.path}; CTC logits within {weights.difference:.4f} of float32 "
         f"(tolerance {weights.tolerance})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _resolve(settings: Settings) -> ResolvedModel:
+    from hark_serving.engine.factory import model_store
+    from hark_serving.engine.model_source import resolve_model
+
+    return resolve_model(
+        settings.model,
+        settings.model_cache,
+        store=model_store(settings.model, settings),
+        hub=settings.model_hub,
+    )
+
+
+@app.command("export", epilog=exits.EPILOG)
+def export(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
+    ] = None,
+    model_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="The node's model cache, where the export is written.",
+            envvar="HARK_MODEL_CACHE",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for the check.", envvar="HARK_THREADS")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on standard output.")
+    ] = False,
+) -> None:
+    """Export the model to ONNX with int8 weights, check it against float32 and cache it.
+
+    Later starts on a CPU (the default runtime, or --runtime onnx) on this machine, or
+    on any that shares the cache, load the export without torch. An export already in
+    the cache is kept as it is.
+    """
+    from hark_serving.config import load_settings
+    from hark_serving.engine.cpu import default_threads
+    from hark_serving.engine.onnx_export import build
+    from hark_serving.logs import setup_logging
+
+    console = Console(stderr=True)
+    setup_logging(json_logs=False)
+    try:
+        settings = load_settings(
+            model=model,
+            model_cache=model_cache,
+            threads=threads,
+            device="cpu",
+            precision="int8",
+            runtime="onnx",
+        )
+        resolved = _resolve(settings)
+        with console.status(
+            f"exporting {settings.model} for ONNX Runtime (about a minute for the full model) ..."
+        ):
+            exported = build(
+                resolved.path,
+                settings.model_cache,
+                settings.threads or default_threads(),
+                resolved.weights_sha256,
+            )
+    except HarkError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exits.for_error(exc)) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": settings.model,
+                    "path": str(exported.path),
+                    "built": exported.built,
+                    "difference": round(exported.difference, 6),
+                    "tolerance": exported.tolerance,
+                    "seconds": round(exported.seconds, 3),
+                }
+            )
+        )
+    console.print(
+        f"ONNX export of {settings.model} {'written to' if exported.built else 'already in'} "
+        f"{exported.path}; CTC logits within {exported.difference:.4f} of float32 "
+        f"(tolerance {exported.tolerance})",
         highlight=False,
         soft_wrap=True,
     )

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from hark_serving.cli import exits
 from hark_serving.errors import HarkError
-from hark_serving.options import Device, Precision, Vad
+from hark_serving.options import Device, Precision, Runtime, Vad
 
 
 def serve(
@@ -37,11 +37,19 @@ def serve(
     precision: Annotated[
         Precision | None,
         typer.Option(
-            help="auto (float16 on CUDA; on a CPU int8 where torch has fast int8 kernels, "
+            help="auto (float16 on CUDA; on a CPU int8 where it has int8 vector instructions, "
             "else float32), float32 (exact), float16, bfloat16 (2-3x float32 on CPUs with "
             "AVX512-BF16/AMX) or int8 (CPU only); reduced precision may change transcripts "
             "slightly.",
             envvar="HARK_PRECISION",
+        ),
+    ] = None,
+    runtime: Annotated[
+        Runtime | None,
+        typer.Option(
+            help="auto: ONNX Runtime for int8 on a CPU (exported once per model, then a start "
+            "without torch), else torch. torch or onnx to choose.",
+            envvar="HARK_RUNTIME",
         ),
     ] = None,
     threads: Annotated[
@@ -108,6 +116,7 @@ def serve(
         "port": port,
         "device": device,
         "precision": precision,
+        "runtime": runtime,
         "threads": threads,
         "vad": vad,
         "max_batch_segments": max_batch_segments,

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from hark_serving.cli import exits
 from hark_serving.errors import HarkError, InvalidOption
-from hark_serving.options import Channels, Device, Language, Precision, Timestamps, Vad
+from hark_serving.options import Channels, Device, Language, Precision, Runtime, Timestamps, Vad
 
 STDOUT = "-"
 
@@ -98,10 +98,18 @@ def transcribe(
         Precision | None,
         typer.Option(
             help="auto: float16 on CUDA; on a CPU int8 (checked against float32 at load) where "
-            "torch has fast int8 kernels, else float32. float32 is exact and reproducible; "
+            "the CPU has int8 vector instructions (AVX2, ARM), else float32. float32 is exact and reproducible; "
             "bfloat16 is 2-3x float32 on CPUs with AVX512-BF16/AMX; int8 and bfloat16 may "
             "change transcripts slightly.",
             envvar="HARK_PRECISION",
+        ),
+    ] = None,
+    runtime: Annotated[
+        Runtime | None,
+        typer.Option(
+            help="auto: ONNX Runtime for int8 on a CPU (exported once per model, then a start "
+            "without torch), else torch. torch or onnx to choose.",
+            envvar="HARK_RUNTIME",
         ),
     ] = None,
     max_segment_seconds: Annotated[
@@ -203,6 +211,7 @@ def transcribe(
             timestamps=timestamps,
             device=device,
             precision=precision,
+            runtime=runtime,
             max_segment_seconds=max_segment_seconds,
             batch_frames=batch_frames,
             threads=threads,

@@ -15,12 +15,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from hark_serving.engine.packing import Sized, sort_longest_first, take_batch
 from hark_serving.engine.pipeline import (
@@ -41,9 +43,16 @@ log = logging.getLogger(__name__)
 
 
 class Recognizer(Protocol):
-    info: ModelInfo
+    """A loaded model (torch's `SenseVoice` or ONNX Runtime's `OnnxSenseVoice`)."""
 
-    def recognize(self, waves: list[Any], requests: list[DecodeRequest]) -> list[Recognized]: ...
+    info: ModelInfo
+    threads: int
+
+    def recognize(
+        self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
+    ) -> list[Recognized]: ...
+
+    def allow_concurrent_calls(self, lanes: int) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from hark_serving.config import Settings
-from hark_serving.engine.embedded import Engine, EngineSettings
-from hark_serving.engine.model_source import resolve_model
+from hark_serving.engine.cpu import cpu_computes_int8, default_threads
+from hark_serving.engine.embedded import Engine, EngineSettings, Recognizer
+from hark_serving.engine.model_source import ResolvedModel, resolve_model
 from hark_serving.engine.pipeline import SegmentingSettings
-from hark_serving.engine.sensevoice import SenseVoice
+from hark_serving.engine.runtime import choose_runtime
 from hark_serving.engine.vad import FsmnDetector, SileroDetector, SpeechDetector, WholeFileDetector
+from hark_serving.errors import ModelError
 from hark_serving.storage.uris import is_s3
 
 if TYPE_CHECKING:
+    from hark_serving.engine.onnx_model import OnnxSenseVoice
+    from hark_serving.engine.sensevoice import SenseVoice
     from hark_serving.storage.s3 import S3Store
+
+log = logging.getLogger(__name__)
 
 
 def segmenting(settings: Settings) -> SegmentingSettings:
@@ -26,7 +33,7 @@ def segmenting(settings: Settings) -> SegmentingSettings:
     )
 
 
-def _store_for(ref: str, settings: Settings) -> S3Store | None:
+def model_store(ref: str, settings: Settings) -> S3Store | None:
     """The store a model reference needs: none unless it is in S3 (boto3 costs 0.3 s)."""
     return settings.s3_store() if is_s3(ref) else None
 
@@ -38,20 +45,57 @@ def build_detector(settings: Settings) -> SpeechDetector:
         resolved = resolve_model(
             settings.vad_model,
             settings.model_cache,
-            store=_store_for(settings.vad_model, settings),
+            store=model_store(settings.vad_model, settings),
             hub=settings.model_hub,
         )
         return FsmnDetector(resolved.path, max_segment_seconds=settings.max_segment_seconds)
     return WholeFileDetector()
 
 
-def build_recognizer(settings: Settings) -> SenseVoice:
+def runtime_for(settings: Settings) -> str:
+    """`onnx` or `torch`: what runs the model under these settings, on this machine."""
+    from hark_serving.engine.devices import nvidia_present
+
+    return choose_runtime(
+        settings.runtime,
+        settings.precision,
+        settings.device,
+        gpu_present=nvidia_present(),
+        cpu_int8=cpu_computes_int8(),
+    )
+
+
+def build_recognizer(settings: Settings) -> Recognizer:
+    """The model, loaded: ONNX Runtime's int8 export, or torch (see engine.runtime)."""
     resolved = resolve_model(
         settings.model,
         settings.model_cache,
-        store=_store_for(settings.model, settings),
+        store=model_store(settings.model, settings),
         hub=settings.model_hub,
     )
+    if runtime_for(settings) == "onnx":
+        try:
+            return build_onnx(settings, resolved)
+        except ModelError as exc:
+            if settings.runtime != "auto":
+                raise
+            # Chosen for speed, not asked for: torch serves instead (its own int8, checked).
+            log.warning("%s; runtime auto runs the model in torch instead", exc)
+    return build_torch(settings, resolved)
+
+
+def build_onnx(settings: Settings, resolved: ResolvedModel) -> OnnxSenseVoice:
+    from hark_serving.engine.onnx_export import build
+    from hark_serving.engine.onnx_model import OnnxSenseVoice
+
+    threads = settings.threads or default_threads()
+    exported = build(resolved.path, settings.model_cache, threads, resolved.weights_sha256)
+    return OnnxSenseVoice(exported.path, source=resolved.source, threads=threads)
+
+
+def build_torch(settings: Settings, resolved: ResolvedModel) -> SenseVoice:
+    from hark_serving.engine.sensevoice import SenseVoice
+
     return SenseVoice(
         resolved.path,
         source=resolved.source,

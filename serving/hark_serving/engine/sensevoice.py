@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -41,13 +40,9 @@ import numpy as np
 import torch
 
 from hark_serving.engine import encoder
-from hark_serving.engine.recognition import (
-    FRAME_SECONDS,
-    QUERY_FRAMES,
-    DecodeRequest,
-    Recognized,
-    WordTiming,
-)
+from hark_serving.engine.cpu import default_threads
+from hark_serving.engine.ctc import decode_path
+from hark_serving.engine.recognition import QUERY_FRAMES, DecodeRequest, Recognized
 from hark_serving.errors import ModelError
 from hark_serving.transcript.schema import ModelInfo
 
@@ -55,13 +50,6 @@ if TYPE_CHECKING:
     from hark_serving.engine.int8 import Int8Weights
 
 log = logging.getLogger(__name__)
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16", "int8")
@@ -188,6 +176,7 @@ class SenseVoice:
             source=source or str(model_dir),
             device=self.device,
             dtype=self.precision,
+            runtime="torch",
         )
         self._lanes = threading.BoundedSemaphore(1)
         self._busy = 0  # calls running now, under _busy_lock
@@ -248,9 +237,10 @@ class SenseVoice:
                     scores = self.model.ctc.log_softmax(encoded)  # funasr's own, exactly
             best = scores.argmax(dim=-1).cpu()
             encoded_lengths = encoded_lengths.cpu()
+        sp = self.tokenizer.sp
         return [
-            self._decode_row(best[i, : int(encoded_lengths[i])], requests[i].words)
-            for i in range(len(waves))
+            decode_path(best[i, : int(encoded_lengths[i])].numpy(), self.blank_id, sp, r.words)
+            for i, r in enumerate(requests)
         ]
 
     def allow_concurrent_calls(self, lanes: int) -> None:
@@ -334,44 +324,3 @@ class SenseVoice:
             encoded, _ = self._encode(model, speech, lengths)
             logits: torch.Tensor = model.ctc.ctc_lo(encoded)
         return logits
-
-    def _decode_row(self, path: torch.Tensor, words: bool) -> Recognized:
-        ids, counts = torch.unique_consecutive(path, return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        keep = ids != self.blank_id
-        token_ids: list[int] = ids[keep].tolist()
-        raw = self.tokenizer.decode(token_ids)
-        if not words:
-            return Recognized(raw)
-        return Recognized(raw, self._words(token_ids, starts[keep].tolist(), counts[keep].tolist()))
-
-    def _words(
-        self, token_ids: list[int], starts: list[int], counts: list[int]
-    ) -> tuple[WordTiming, ...]:
-        """Group fired tokens into words: `▁` starts one; ASCII pieces continue it."""
-        sp = self.tokenizer.sp
-        out: list[list[Any]] = []  # [text, start, end, continuable]
-        new_word = True
-        for tid, start, count in zip(token_ids, starts, counts, strict=True):
-            piece = sp.IdToPiece(tid)
-            if (
-                sp.IsControl(tid)
-                or sp.IsUnknown(tid)
-                or (piece.startswith("<|") and piece.endswith("|>"))
-            ):
-                continue
-            t0 = max(0, start - QUERY_FRAMES) * FRAME_SECONDS
-            t1 = max(0, start + count - QUERY_FRAMES) * FRAME_SECONDS
-            if piece == "▁":
-                new_word = True
-                continue
-            if piece.startswith("▁"):
-                new_word, piece = True, piece[1:]
-            ascii_piece = piece.isascii() and piece.replace("'", "").isalnum()
-            if not new_word and out and out[-1][3] and ascii_piece:
-                out[-1][0] += piece
-                out[-1][2] = t1
-            else:
-                out.append([piece, t0, t1, ascii_piece])
-            new_word = False
-        return tuple(WordTiming(w[0], round(w[1], 3), round(max(w[2], w[1]), 3)) for w in out)

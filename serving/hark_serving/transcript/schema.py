@@ -39,6 +39,11 @@ class ModelInfo(_Model):
     source: str
     device: str
     dtype: str
+    runtime: str | None = Field(
+        None,
+        description="What ran the model: torch or onnxruntime (absent in transcripts made "
+        "before it was recorded).",
+    )
 
 
 class ResultOptions(_Model):

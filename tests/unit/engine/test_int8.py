@@ -81,6 +81,7 @@ def test_hark_transcribe_int8_writes_schema_valid_transcripts_with_tags_and_word
     out = tmp_path / "out"
     args = ["transcribe", *(str(audio_dir / n) for n in names), "--out", str(out)]
     args += ["--model", str(tiny_model_dir), "--device", "cpu", "--precision", "int8"]
+    args += ["--runtime", "torch"]  # torch's int8; ONNX Runtime's: test_onnx_runtime.py
     result = CliRunner().invoke(app, [*args, "--timestamps", "word", "--quiet"])
     assert result.exit_code == 0, result.output
 
@@ -327,7 +328,11 @@ def test_a_hub_copy_keys_its_int8_weights_by_the_digest_it_was_verified_against(
     snapshot = tmp_path / "hub" / "ms" / "models" / "iic--SenseVoiceSmall" / "snapshots" / "master"
     shutil.copytree(tiny_model_dir, snapshot)
     settings = load_settings(
-        model="iic/SenseVoiceSmall", model_cache=tmp_path, device="cpu", precision="int8"
+        model="iic/SenseVoiceSmall",
+        model_cache=tmp_path,
+        device="cpu",
+        precision="int8",
+        runtime="torch",
     )
     first = build_recognizer(settings).int8  # the first start records the download's digests
     recorded = json.loads((snapshot / ".hark-manifest.json").read_text())["model.pt"]

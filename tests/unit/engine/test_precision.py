@@ -144,7 +144,7 @@ def test_hark_transcribe_records_the_precision_in_the_result(
     assert doc["model"]["dtype"] == "bfloat16" and doc["model"]["device"] == "cpu"
 
 
-def test_hark_transcribe_by_default_on_this_cpu_runs_int8_and_records_it(
+def test_hark_transcribe_by_default_on_this_cpu_runs_int8_in_onnx_runtime_and_records_it(
     tmp_path: Path, audio_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HARK_MODEL_CACHE", str(tmp_path / "cache"))
@@ -156,8 +156,11 @@ def test_hark_transcribe_by_default_on_this_cpu_runs_int8_and_records_it(
     doc = json.loads((out / "one_sentence_16k.wav.json").read_text())
     validate_result(doc)
     assert doc["model"]["dtype"] == "int8" and doc["model"]["device"] == "cpu"
+    assert doc["model"]["runtime"] == "onnxruntime"
     assert doc["segments"] and doc["text"]
-    assert list((tmp_path / "cache" / "int8").glob("*.pt"))  # cached where it was told
+    # The export, cached where it was told; torch's int8 weights were not made.
+    assert list((tmp_path / "cache" / "onnx").glob("sensevoice-*/model.int8.onnx"))
+    assert not list((tmp_path / "cache" / "int8").glob("*.pt"))
 
 
 def test_a_model_thread_gets_the_configured_compute_threads_once(
