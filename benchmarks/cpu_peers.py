@@ -10,8 +10,12 @@ fresh process, timed whole (imports and model load included):
   funasr recipe                AutoModel + silero VAD, batch_size_s=60, merge_vad,
                                merge_length_s=15 (benchmarks/engine_vs_funasr.py)
   hark auto (the default)      `hark transcribe DIR --out NEW --device cpu`; the row names the
-                               precision auto chose on this CPU
+                               precision and runtime auto chose on this CPU
   hark float32/bfloat16/int8   `hark transcribe DIR --out NEW --device cpu --precision P`
+                               (int8 in ONNX Runtime, the export made by a cold run first)
+  hark int8 in torch           the same with `--runtime torch --precision int8`
+  hark first transcript        `hark transcribe` of one 1 s clip with the model cached: the
+                               whole process, from its start to the transcript written
 
 Printed per pipeline: wall seconds, RTF (wall / audio seconds), start (process
 start to model ready) where it can be told, and the speed ratio to sherpa-onnx
@@ -41,7 +45,8 @@ from pathlib import Path
 
 BATCH = (
     "sherpa-float32", "sherpa-int8", "recipe",
-    "hark-auto", "hark-float32", "hark-bfloat16", "hark-int8",
+    "hark-auto", "hark-float32", "hark-bfloat16", "hark-int8", "hark-int8-torch",
+    "hark-first",
 )  # fmt: skip
 PIPELINES = (*BATCH, "servers")
 REFERENCE = "sherpa-onnx int8"
@@ -116,21 +121,34 @@ def run_recipe_row(
 
 
 def run_hark(
-    precision: str, model: Path, inputs: Path, out: Path, threads: int, env: dict[str, str]
-) -> Row:
+    precision: str, model: Path, inputs: Path, out: Path, threads: int, env: dict[str, str],
+    runtime: str = "auto",
+) -> Row:  # fmt: skip
     cmd = [
         sys.executable, "-m", "hark_serving.cli.main", "transcribe", str(inputs),
-        "--out", str(out), "--model", str(model), "--device", "cpu",
+        "--out", str(out), "--model", str(model), "--device", "cpu", "--runtime", runtime,
         "--precision", precision, "--threads", str(threads), "--json", "--quiet",
     ]  # fmt: skip
     wall, _, stdout = run_process(cmd, env)
     timings = json.loads(stdout)["timings"]
-    label = f"hark {precision}"
-    if precision == "auto":  # what the default chose here, as each transcript records it
-        docs = [json.loads(f.read_text()) for f in out.rglob("*.json")]
-        chosen = {d["model"]["dtype"] for d in docs if isinstance(d.get("model"), dict)}
-        label = f"hark default ({', '.join(sorted(chosen))})"
+    # What ran, as each transcript records it.
+    docs = [json.loads(f.read_text()) for f in out.rglob("*.json")]
+    models = [d["model"] for d in docs if isinstance(d.get("model"), dict)]
+    chosen = ", ".join(sorted({f"{m['dtype']} in {m.get('runtime')}" for m in models}))
+    label = f"hark default ({chosen})" if precision == "auto" else f"hark {chosen or precision}"
     return Row(label, wall, timings["start_seconds"], timings["load_seconds"])
+
+
+def first_transcript(source: Path, work: Path) -> Path:
+    """A folder holding one 1 s clip of `source` (16 kHz mono WAV)."""
+    import wave
+
+    folder = work / "first"
+    folder.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(source)) as src, wave.open(str(folder / "clip.wav"), "wb") as dst:
+        dst.setparams(src.getparams())
+        dst.writeframes(src.readframes(src.getframerate()))
+    return folder
 
 
 def batch_table(rows: list[Row], audio_s: float) -> tuple[list[str], list[dict[str, object]]]:
@@ -220,7 +238,7 @@ def main() -> None:
         os.environ,
         OMP_NUM_THREADS=str(args.threads),
         HARK_LOG_FORMAT="text",
-        # A new, empty model cache: the first int8 run quantizes (the cold run), the
+        # A new, empty model cache: the first int8 run exports (the cold run), the
         # next reads what it cached.
         HARK_MODEL_CACHE=str(work / "model-cache"),
         RAY_USAGE_STATS_ENABLED="0",
@@ -240,14 +258,26 @@ def main() -> None:
             rows.append(run_recipe_row(model, files, args.threads, work, env))
         elif p.startswith("hark-"):
             precision = p.split("-")[1]
-            if precision in ("int8", "auto") and not cold_done:  # auto is int8 on most CPUs
+            if precision in ("int8", "auto", "first") and not cold_done:  # auto: int8 on most CPUs
                 cold = run_hark("int8", model, inputs, work / "out-int8-cold", args.threads, env)
-                cold.pipeline, cold.note = "hark int8, cold", "quantizes and caches int8 weights"
+                cold.pipeline = f"{cold.pipeline}, cold"
+                cold.note = "exports, checks and caches the ONNX graph"
                 rows.append(cold)
                 cold_done = True
-            row = run_hark(precision, model, inputs, work / f"out-{precision}", args.threads, env)
-            if "int8" in row.pipeline:
-                row.note = "int8 weights read from the cache the cold run built"
+            if p == "hark-first":
+                clip = first_transcript(files[0], work)
+                row = run_hark("auto", model, clip, work / "out-first", args.threads, env)
+                row.pipeline = f"hark first transcript, 1 s clip ({row.pipeline[14:-1]})"
+                row.note = "wall: process start to the transcript written"
+            elif p == "hark-int8-torch":
+                row = run_hark("int8", model, inputs, work / "out-int8-torch", args.threads, env,
+                               runtime="torch")  # fmt: skip
+                row.note = "quantizes at start (first) or reads torch's int8 weights"
+            else:
+                out = work / f"out-{precision}"
+                row = run_hark(precision, model, inputs, out, args.threads, env)
+                if "int8" in row.pipeline:
+                    row.note = "reads the export the cold run cached"
             rows.append(row)
         else:
             continue

@@ -7,16 +7,18 @@ machine in one process with the full-size random SenseVoiceSmall:
     decode     PyAV to 16 kHz float samples (`engine.audio.decode_audio`)
     vad        the default silero detector, cutting the file into segments
     frontend   fbank + LFR + CMVN of each segment (funasr's WavFrontend, as
-               `SenseVoice.recognize` calls it)
+               `SenseVoice.recognize` calls it; for onnx-int8 the numpy frontend
+               of `engine.features`)
     model      encoder, CTC and the greedy decode of those features, per
-               precision (float32, bfloat16, int8), in the engine's batches
+               precision (float32, bfloat16, int8 in torch, onnx-int8: the CPU
+               default, int8 in ONNX Runtime), in the engine's batches
 
 Each rate is audio seconds / stage seconds (speech seconds for the frontend and
 the model, which see only the segments). `stage_over_model` is a stage's rate over
 the model's, per precision: below 10, that stage costs more than a tenth of the
 model's time, and would starve it.
 
-    python benchmarks/cpu_stages.py [--quick] [--precisions float32,bfloat16,int8]
+    python benchmarks/cpu_stages.py [--quick] [--precisions float32,bfloat16,int8,onnx-int8]
                                     [--threads N] [--json PATH]
 
 Figures are printed, never asserted.
@@ -102,10 +104,34 @@ def run_model(
     return {"load_s": load, "frontend_s": frontend, "model_s": model}
 
 
+def run_onnx_model(model_dir: Path, threads: int, groups: list[list[Any]]) -> dict[str, float]:
+    """As `run_model`, for the ONNX Runtime export (made first if the cache lacks it)."""
+    from hark_serving.engine.onnx_export import build
+    from hark_serving.engine.onnx_model import OnnxSenseVoice
+    from hark_serving.engine.recognition import DecodeRequest
+
+    build(model_dir, CACHE, threads)
+    started = time.perf_counter()
+    exported = build(model_dir, CACHE, threads)  # found: the start a replica makes
+    sv = OnnxSenseVoice(exported.path, source=str(model_dir), threads=threads)
+    load = time.perf_counter() - started
+    frontend = model = 0.0
+    for group in groups:
+        requests = [DecodeRequest(words=True)] * len(group)
+        t0 = time.perf_counter()
+        sv._inputs(group, requests)  # the features alone, as recognize computes them
+        t1 = time.perf_counter()
+        sv.recognize(group, requests)
+        t2 = time.perf_counter()
+        frontend += t1 - t0
+        model += max(0.0, (t2 - t1) - (t1 - t0))
+    return {"load_s": load, "frontend_s": frontend, "model_s": model}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 2 minutes of audio")
-    parser.add_argument("--precisions", default="float32,bfloat16,int8")
+    parser.add_argument("--precisions", default="float32,bfloat16,int8,onnx-int8")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-frames", type=int, default=None, help="frames per model batch")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -138,7 +164,10 @@ def main() -> None:
     rate = {name: audio / seconds[name] if seconds[name] else None for name in ("decode", "vad")}
     per_precision: dict[str, Any] = {}
     for precision in args.precisions.split(","):
-        got = run_model(model_dir, precision, args.threads, groups)
+        if precision == "onnx-int8":
+            got = run_onnx_model(model_dir, args.threads, groups)
+        else:
+            got = run_model(model_dir, precision, args.threads, groups)
         rate["frontend"] = speech / got["frontend_s"] if got["frontend_s"] else None
         model_rate = speech / got["model_s"] if got["model_s"] else None
         per_precision[precision] = {
@@ -146,6 +175,7 @@ def main() -> None:
             "model_s": round(got["model_s"], 2),
             "model_audio_s_per_s": round(model_rate, 1) if model_rate else None,
             "frontend_s": round(got["frontend_s"], 2),
+            "frontend_audio_s_per_s": round(rate["frontend"], 1) if rate["frontend"] else None,
             "stage_over_model": {
                 name: round(rate[name] / model_rate, 1) if rate[name] and model_rate else None
                 for name in STAGES

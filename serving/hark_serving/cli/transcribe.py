@@ -181,6 +181,7 @@ def transcribe(
     from hark_serving.cli.summary import process_seconds, run_summary
     from hark_serving.config import load_settings
     from hark_serving.engine.embedded import Outcome
+    from hark_serving.engine.pending import PendingRecognizer
     from hark_serving.logs import setup_logging
     from hark_serving.options import parse_formats
     from hark_serving.runs.local import (
@@ -194,6 +195,7 @@ def transcribe(
     )
     from hark_serving.storage.locations import output_location
     from hark_serving.storage.uris import is_s3
+    from hark_serving.transcript.schema import validator
 
     started = time.perf_counter()
     console = Console(stderr=True)
@@ -268,36 +270,49 @@ def transcribe(
 
     from hark_serving.engine.factory import build_engine
 
-    loading = time.perf_counter()
+    # The model loads on a thread while the first files are decoded and cut
+    # (engine.pending); a load that fails ends the run with its error, as before.
     try:
-        with console.status(f"loading {settings.model} ..."):
-            engine = build_engine(settings)
+        engine = build_engine(settings, clock=process_seconds)
     except HarkError as exc:
         _fail(console, exc, as_json)
-    load_seconds = time.perf_counter() - loading
-    start_seconds = process_seconds()  # the start a user waits through, imports and all
+    pending = engine.recognizer
+    assert isinstance(pending, PendingRecognizer)
+    if not (quiet or to_stdout):
+        console.print(f"loading {settings.model} ...", highlight=False, soft_wrap=True)
+    validator()  # compiled while the model loads, not after the first transcript
 
-    with RunProgress(console, len(planned.todo), enabled=not (quiet or to_stdout)) as bar:
+    try:
+        with RunProgress(console, len(planned.todo), enabled=not (quiet or to_stdout)) as bar:
 
-        def on_outcome(outcome: Outcome, failure: Failure | None) -> None:
-            bar.file_done()
-            if failure is not None:
-                bar.note(f"[red]✗[/red] {failure.uri}: {failure.code}: {failure.message}")
+            def on_outcome(outcome: Outcome, failure: Failure | None) -> None:
+                bar.file_done()
+                if failure is not None:
+                    bar.note(f"[red]✗[/red] {failure.uri}: {failure.code}: {failure.message}")
 
-        if to_stdout:
-            report = transcribe_to_stream(
-                engine, planned.todo, options, fmt, store, sys.stdout.write,
-                on_outcome=on_outcome, on_audio=bar.audio,
-            )  # fmt: skip
-            sys.stdout.flush()
-        else:
-            report = transcribe_refs(
-                engine, planned.todo, destination, options, wanted, store,
-                on_outcome=on_outcome, on_audio=bar.audio,
-                finish=lambda ref, t: analytics.calls.finish(destination, ref, t),
-            )  # fmt: skip
+            if to_stdout:
+                report = transcribe_to_stream(
+                    engine, planned.todo, options, fmt, store, sys.stdout.write,
+                    on_outcome=on_outcome, on_audio=bar.audio,
+                )  # fmt: skip
+                sys.stdout.flush()
+            else:
+                report = transcribe_refs(
+                    engine, planned.todo, destination, options, wanted, store,
+                    on_outcome=on_outcome, on_audio=bar.audio,
+                    finish=lambda ref, t: analytics.calls.finish(destination, ref, t),
+                )  # fmt: skip
+    except HarkError as exc:
+        if exc is not pending.load_error():  # an error of the run itself, not of the load
+            raise
+        _fail(console, exc, as_json)
+    finally:
+        pending.settle()
     if not to_stdout:
         analytics.write_report(destination, refs)
+    pending.wait()  # loaded: every file that reached the model waited for it
+    load_seconds = pending.load_seconds or 0.0
+    start_seconds = pending.ready_at or 0.0  # the start a user waits through, imports and all
 
     code = exits.FAILURES if report.failures else exits.OK
     console.print(

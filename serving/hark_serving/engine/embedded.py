@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 class Recognizer(Protocol):
     """A loaded model (torch's `SenseVoice` or ONNX Runtime's `OnnxSenseVoice`)."""
 
-    info: ModelInfo
-    threads: int
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def threads(self) -> int: ...
 
     def recognize(
         self, waves: Sequence[np.ndarray], requests: Sequence[DecodeRequest]
@@ -191,6 +194,7 @@ class Engine:
                             job, prepared, [None] * len(prepared.segments), len(prepared.segments)
                         )
                         if not prepared.segments:
+                            self._model_ready()
                             yield self._finish(state)
                         for i, work in enumerate(prepared.segments):
                             pool.append(Sized(_Slot(state, i), work.frames))
@@ -199,6 +203,7 @@ class Engine:
                         if exhausted and not fetches:
                             return
                         continue
+                    self._model_ready()
                     pool = sort_longest_first(pool)
                     batch, pool = take_batch(pool, s.batch_frames, s.max_batch_segments)
                     pool_frames -= sum(b.frames for b in batch)
@@ -215,6 +220,12 @@ class Engine:
                         done = fetch.result()
                         if isinstance(done, PreparedFile):
                             done.close()
+
+    def _model_ready(self) -> None:
+        """Wait for a model still loading (`engine.pending`); its load's error ends the run."""
+        wait = getattr(self.recognizer, "wait", None)
+        if wait is not None:
+            wait()
 
     def _run_batch(
         self, batch: list[Sized[_Slot]], on_audio: Callable[[float], None] | None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hark_serving.config import Settings
 from hark_serving.engine.cpu import cpu_computes_int8, default_threads
 from hark_serving.engine.embedded import Engine, EngineSettings, Recognizer
 from hark_serving.engine.model_source import ResolvedModel, resolve_model
+from hark_serving.engine.pending import PendingRecognizer
 from hark_serving.engine.pipeline import SegmentingSettings
 from hark_serving.engine.runtime import choose_runtime
 from hark_serving.engine.vad import FsmnDetector, SileroDetector, SpeechDetector, WholeFileDetector
@@ -107,9 +109,16 @@ def build_torch(settings: Settings, resolved: ResolvedModel) -> SenseVoice:
     )
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, *, clock: Callable[[], float] | None = None) -> Engine:
+    """The engine; with `clock`, the model loads on a thread while the run starts
+    (`engine.pending`, which records the `clock` time at which it was ready)."""
+    recognizer: Recognizer = (
+        build_recognizer(settings)
+        if clock is None
+        else PendingRecognizer(lambda: build_recognizer(settings), clock=clock)
+    )
     return Engine(
-        build_recognizer(settings),
+        recognizer,
         build_detector(settings),
         EngineSettings(
             batch_frames=settings.batch_frames,

@@ -125,17 +125,20 @@ def json_schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> Any:
+def validator() -> Any:
+    """The compiled validator of the schema (built once; `hark transcribe` builds it while
+    the model loads)."""
     import jsonschema
 
-    schema = json_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    # The file itself is checked against the draft's meta-schema by the tests
+    # (tests/unit/engine/test_schema.py), not at every start: that check cost
+    # 0.15-0.25 s of a short run.
+    return jsonschema.Draft202012Validator(json_schema())
 
 
 def validate_result(document: dict[str, Any]) -> None:
     """Raise `ValueError` naming the first offending path if `document` breaks the schema."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.path))
+    errors = sorted(validator().iter_errors(document), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.path) or "(root)"
