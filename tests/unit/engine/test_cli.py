@@ -171,5 +171,6 @@ def test_the_installed_entry_point_runs_the_embedded_default(
         "name": "SenseVoiceSmall",
         "source": str(tiny_model_dir),
         "device": "cpu",
-        "dtype": "int8",  # the default on a CPU with fast int8 kernels, as CI's is
+        "dtype": "int8",  # the default on a CPU with int8 vector instructions, as CI's is
+        "runtime": "onnxruntime",
     }
