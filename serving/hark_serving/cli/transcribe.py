@@ -307,7 +307,8 @@ def transcribe(
             raise
         _fail(console, exc, as_json)
     finally:
-        pending.settle()
+        if sys.exc_info()[0] is not KeyboardInterrupt:  # Ctrl-C does not wait for an export
+            pending.settle()
     if not to_stdout:
         analytics.write_report(destination, refs)
     pending.wait()  # loaded: every file that reached the model waited for it

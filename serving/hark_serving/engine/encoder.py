@@ -39,8 +39,28 @@ def supports(encoder: Any) -> bool:
     )
 
 
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Attention as plain matrix products and a softmax, the padding as an additive bias.
+
+    For an exported graph: torch exports `scaled_dot_product_attention` with a boolean
+    mask as NaN checks and selects over every (row, head, query, key) score, two
+    passes more over the largest tensor of each layer.
+    """
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
+    if key_bias is not None:
+        scores = scores + key_bias
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
 def _layer(
-    layer: Any, x: torch.Tensor, keep: torch.Tensor | None, key_mask: torch.Tensor | None
+    layer: Any,
+    x: torch.Tensor,
+    keep: torch.Tensor | None,
+    key_mask: torch.Tensor | None,
+    key_bias: torch.Tensor | None = None,
+    explicit: bool = False,
 ) -> torch.Tensor:
     """One EncoderLayerSANM (pre-norm, no concat), as funasr computes it."""
     attn = layer.self_attn
@@ -57,12 +77,11 @@ def _layer(
     if keep is not None:
         memory *= keep
     heads = (batch, time, attn.h, attn.d_k)
-    context = F.scaled_dot_product_attention(
-        q.reshape(heads).transpose(1, 2),
-        k.reshape(heads).transpose(1, 2),
-        v.reshape(heads).transpose(1, 2),
-        attn_mask=key_mask,
-    )
+    qh, kh, vh = (t.reshape(heads).transpose(1, 2) for t in (q, k, v))
+    if explicit:
+        context = _attention(qh, kh, vh, key_bias)
+    else:
+        context = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=key_mask)
     out: torch.Tensor = attn.linear_out(
         context.transpose(1, 2).reshape(batch, time, attn.h * attn.d_k)
     )
@@ -76,27 +95,32 @@ def _layer(
 
 
 def forward(
-    encoder: Any, speech: torch.Tensor, lengths: torch.Tensor, masked: bool | None = None
+    encoder: Any,
+    speech: torch.Tensor,
+    lengths: torch.Tensor,
+    masked: bool | None = None,
+    explicit_attention: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`encoder(speech, lengths)`, computed leaner; `speech` is not changed.
 
     `masked`: apply the padding masks (True), skip them (False: no row is padded), or
-    decide from `lengths` (None). An exported graph passes True, since it serves any batch.
+    decide from `lengths` (None). An exported graph passes True, since it serves any
+    batch, and `explicit_attention` (see `_attention`).
     """
     _, time, _ = speech.shape
     padded = bool((lengths < time).any()) if masked is None else masked
-    keep = key_mask = None
+    keep = key_mask = key_bias = None
     if padded:
         valid = torch.arange(time, device=speech.device)[None, :] < lengths[:, None]
         keep = valid[:, :, None].to(speech.dtype)
         key_mask = valid[:, None, None, :]  # True where a key may be attended to
+        if explicit_attention:  # exp(-1e9) is 0: a padded key gets no weight, as -inf
+            key_bias = ((1.0 - keep.transpose(1, 2)) * -1e9)[:, None, :, :]
     x = encoder.embed(speech * encoder.output_size() ** 0.5)  # funasr's position encoding
-    for layer in encoder.encoders0:
-        x = _layer(layer, x, keep, key_mask)
-    for layer in encoder.encoders:
-        x = _layer(layer, x, keep, key_mask)
+    for layer in [*encoder.encoders0, *encoder.encoders]:
+        x = _layer(layer, x, keep, key_mask, key_bias, explicit_attention)
     x = encoder.after_norm(x)
     for layer in encoder.tp_encoders:
-        x = _layer(layer, x, keep, key_mask)
+        x = _layer(layer, x, keep, key_mask, key_bias, explicit_attention)
     x = encoder.tp_norm(x)
     return x, lengths.int()

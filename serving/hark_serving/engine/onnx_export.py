@@ -117,7 +117,7 @@ def _graph_module(model: Any) -> Any:
             )
             speech = torch.cat((queries, feats), dim=1)
             encoded, encoded_lengths = encoder.forward(
-                self.model.encoder, speech, lengths + 4, masked=True
+                self.model.encoder, speech, lengths + 4, masked=True, explicit_attention=True
             )
             logits: torch.Tensor = self.model.ctc.ctc_lo(encoded)
             # The best token per frame is what a run fetches; logits are for the check.
@@ -214,6 +214,12 @@ def build(
                 f"cannot export the model for ONNX Runtime: the model cache {cache} is not "
                 f"writable; point HARK_MODEL_CACHE at a writable directory, or {FALLBACK}"
             )
+        log.info(
+            "exporting %s for ONNX Runtime into %s: once per model and node (a minute or two "
+            "for the full model on a few cores; `hark model export` does it ahead of time)",
+            model_dir,
+            folder,
+        )
         folder.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
         try:

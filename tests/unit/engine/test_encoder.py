@@ -29,14 +29,21 @@ def features(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     [[57], [40, 40, 40], [61, 45, 12, 1]],
     ids=["one-row", "equal-rows-unmasked", "padded-rows"],
 )
-def test_the_lean_pass_computes_funasrs_encoder(recognizer: SenseVoice, lengths: list[int]) -> None:
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"masked": True, "explicit_attention": True}],
+    ids=["torch-int8-pass", "exported-graph-pass"],
+)
+def test_the_lean_pass_computes_funasrs_encoder(
+    recognizer: SenseVoice, lengths: list[int], variant: dict[str, bool]
+) -> None:
     model = recognizer.model.encoder
     assert encoder.supports(model)
     speech, ilens = features(lengths)
     ctc = recognizer.model.ctc
     with torch.inference_mode():
         expected, expected_lengths = model(speech.clone(), ilens)  # funasr scales in place
-        got, got_lengths = encoder.forward(model, speech, ilens)
+        got, got_lengths = encoder.forward(model, speech, ilens, **variant)
         best, expected_best = ctc.ctc_lo(got).argmax(-1), ctc.log_softmax(expected).argmax(-1)
     assert got_lengths.tolist() == expected_lengths.tolist() == lengths
     valid = torch.arange(max(lengths))[None, :] < ilens[:, None]
