@@ -264,3 +264,23 @@ def test_hark_model_export_builds_the_export_a_start_then_reads(
     model = build_recognizer(settings)
     assert isinstance(model, OnnxSenseVoice) and model.folder == Path(made["path"])
     assert export_dir(cache, made["path"].split("sensevoice-")[1].split("-v")[0]) == model.folder
+
+
+def test_two_lanes_split_the_threads_and_run_at_once_with_the_same_results(
+    exported: onnx_export.Exported, audio_dir: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = OnnxSenseVoice(exported.path, source="tiny", threads=2)
+    waves = []
+    for name in ("speech_en_16k.wav", "speech_zh_16k.wav"):
+        with decode_audio(audio_dir / name) as decoded:
+            waves.append(np.ascontiguousarray(decoded.channels[0][: 16000 * 8]))
+    alone = [model.recognize([w], [DecodeRequest(words=True)])[0] for w in waves]
+    model.allow_concurrent_calls(2)
+    assert model._session_threads == 1  # one intra-op thread per lane
+    with ThreadPoolExecutor(2) as pool:
+        together = list(
+            pool.map(lambda w: model.recognize([w], [DecodeRequest(words=True)])[0], waves * 3)
+        )
+    assert together == alone * 3
