@@ -46,15 +46,16 @@ def help_of(*command: str) -> str:
             ["transcribe"],
             [
                 "HARK_MODEL", "HARK_LANGUAGE", "HARK_USE_ITN", "HARK_VAD", "HARK_CHANNELS",
-                "HARK_TIMESTAMPS", "HARK_DEVICE", "HARK_PRECISION", "HARK_MAX_SEGMENT_SECONDS",
-                "HARK_BATCH_FRAMES", "HARK_THREADS",
+                "HARK_TIMESTAMPS", "HARK_DEVICE", "HARK_PRECISION", "HARK_RUNTIME",
+                "HARK_MAX_SEGMENT_SECONDS", "HARK_BATCH_FRAMES", "HARK_THREADS",
             ],
         ),
-        (["serve"], ["HARK_MODEL", "HARK_PORT", "HARK_HOST", "HARK_MAX_BATCH_SEGMENTS"]),
+        (["serve"], ["HARK_MODEL", "HARK_PORT", "HARK_HOST", "HARK_MAX_BATCH_SEGMENTS", "HARK_RUNTIME"]),
         (["operator"], ["HARK_NAMESPACES", "HARK_STANDALONE", "HARK_PRIORITY"]),
         (["run"], ["HARK_MODEL", "HARK_DEVICE", "HARK_VAD"]),
         (["doctor"], ["HARK_MODEL"]),
         (["model", "quantize"], ["HARK_MODEL", "HARK_MODEL_CACHE", "HARK_THREADS"]),
+        (["model", "export"], ["HARK_MODEL", "HARK_MODEL_CACHE", "HARK_THREADS"]),
     ],
 )  # fmt: skip
 def test_help_names_the_environment_variable_of_each_setting_flag(
@@ -73,6 +74,7 @@ def test_help_shows_the_choices_of_enum_options() -> None:
     for choices in (
         "<auto|zh|en|yue|ja|ko>", "<segment|word>", "<mix|split>",
         "<auto|float32|float16|bfloat16|int8>", "<auto|cpu|cuda>", "<silero|fsmn|none>",
+        "<auto|torch|onnx>",
         "json,srt,vtt,txt",
     ):  # fmt: skip
         assert choices in text, choices
