@@ -31,25 +31,32 @@ app = typer.Typer(
 )
 
 
+# The options both commands take.
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
+]
+CacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The node's model cache, where the int8 weights or the export are written.",
+        envvar="HARK_MODEL_CACHE",
+    ),
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option(help="CPU threads for the check.", envvar="HARK_THREADS")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on standard output.")
+]
+
+
 @app.command("quantize", epilog=exits.EPILOG)
 def quantize(
-    model: Annotated[
-        str | None,
-        typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
-    ] = None,
-    model_cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="The node's model cache, where the int8 weights are written.",
-            envvar="HARK_MODEL_CACHE",
-        ),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for the check.", envvar="HARK_THREADS")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON on standard output.")
-    ] = False,
+    model: ModelOption = None,
+    model_cache: CacheOption = None,
+    threads: ThreadsOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Quantize the model to int8 (CPU), check it against float32 and cache it.
 
@@ -119,23 +126,10 @@ def _resolve(settings: Settings) -> ResolvedModel:
 
 @app.command("export", epilog=exits.EPILOG)
 def export(
-    model: Annotated[
-        str | None,
-        typer.Option(help="Hub id, local model folder or s3:// prefix.", envvar="HARK_MODEL"),
-    ] = None,
-    model_cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="The node's model cache, where the export is written.",
-            envvar="HARK_MODEL_CACHE",
-        ),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for the check.", envvar="HARK_THREADS")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON on standard output.")
-    ] = False,
+    model: ModelOption = None,
+    model_cache: CacheOption = None,
+    threads: ThreadsOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Export the model to ONNX with int8 weights, check it against float32 and cache it.
 
