@@ -10,7 +10,12 @@ Each item carries the number of the scan that queued it. An item queued by
 the running scan was pending in it, so its outcome carries over into the
 counts after that scan completes. An outcome of an item queued earlier may
 or may not be in the running scan's listing, so it is left to the next scan
-rather than risk counting it twice. Before the first scan completes, the
+rather than risk counting it twice. The same holds after that scan completes:
+an outcome of an item queued before the last complete scan may already be in
+its listing (the output is written before the outcome reaches the operator),
+so only outcomes of items the last complete scan queued move its counts; the
+others wait for the next scan. Counting such an outcome on top of the listing
+once showed a Watch job all done while one file still waited for a retry. Before the first scan completes, the
 running scan is shown with every outcome so far, so a first scan of a huge
 prefix shows progress too.
 
@@ -58,6 +63,7 @@ class JobTracker:
     # Scans begun, complete or abandoned: each gets a number of its own, so the items
     # an abandoned scan queued are never taken for the next scan's.
     begun: int = 0
+    completed: int = 0  # the number of the last complete scan
     snapshot: ScanTally | None = None
     running: ScanTally | None = None
     delta: _Delta = field(default_factory=_Delta)  # since the last complete scan
@@ -103,6 +109,7 @@ class JobTracker:
         self.snapshot, self.running = self.running, None
         self.delta, self.carry = self.carry, _Delta()
         self.scans += 1
+        self.completed = self.begun
         self.last_scan_time = when
         return self.snapshot
 
@@ -121,7 +128,9 @@ class JobTracker:
 
     def record(self, result: ItemResult, key: str, when: datetime, tag: int) -> None:
         """A final outcome from the dispatcher, of an item queued by scan `tag`."""
-        deltas = [self.delta]
+        deltas = []
+        if self.snapshot is None or tag in (self.completed, NOTICED):
+            deltas.append(self.delta)
         if self.running is not None:
             if tag == self.scan_number or key in self.listed_pending:
                 self.listed_pending.discard(key)

@@ -94,6 +94,20 @@ def test_outcomes_of_older_scans_that_raced_a_scan_are_left_to_the_next_one() ->
     assert t.counts(0) == Counts(total=2, succeeded=1, pending=1)
 
 
+def test_an_outcome_that_arrives_after_a_scan_listed_its_output_is_not_counted_twice() -> None:
+    t = JobTracker()
+    old = scanned(t, done=0, pending=2)
+    t.end_scan(T0)
+    scanned(t, done=1, pending=1)  # one output written; its outcome is still on its way
+    t.end_scan(T0)
+    t.record(ok(), "k", T0, old)  # arrives after the scan that already counted it
+    assert t.counts(0) == Counts(total=2, succeeded=1, pending=1)
+    newer = scanned(t, done=1, pending=1)
+    t.end_scan(T0)
+    t.record(ok(), "k2", T0, newer)  # queued by the last complete scan: it counts
+    assert t.counts(0) == Counts(total=2, succeeded=2, pending=0)
+
+
 def test_outcomes_of_an_abandoned_scans_items_are_not_taken_for_the_next_scans() -> None:
     t = JobTracker()
     first = scanned(t, done=0, pending=1)
