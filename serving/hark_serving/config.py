@@ -15,7 +15,16 @@ from pydantic_settings import SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from hark_serving.errors import ConfigError
-from hark_serving.options import Channels, Device, Language, Precision, Runtime, Timestamps, Vad
+from hark_serving.options import (
+    Channels,
+    Device,
+    Language,
+    Precision,
+    Runtime,
+    Segments,
+    Timestamps,
+    Vad,
+)
 from hark_serving.storage.settings import StorageSettings
 
 if TYPE_CHECKING:  # boto3 is imported only when a store is made
@@ -69,6 +78,13 @@ class Settings(StorageSettings):
     vad_model: str = Field(
         "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch",
         description="Model for vad=fsmn: hub id, local directory or s3:// prefix.",
+    )
+    vad_segments: Segments = Field(
+        "auto",
+        description="What the model transcribes. speech: only speech; regions more than "
+        "0.5 s apart are separate segments, each cut to its speech. recipe: funasr's "
+        "merge_vad, the pauses between regions included, for text identical to funasr's "
+        "AutoModel. auto: recipe with precision float32, else speech.",
     )
     vad_merge_seconds: float = Field(
         15.0, ge=0, le=60, description="Merge speech regions up to this length (0: no merging)."

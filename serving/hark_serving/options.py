@@ -17,6 +17,7 @@ Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "float32", "float16", "bfloat16", "int8"]
 Runtime = Literal["auto", "torch", "onnx"]
 Vad = Literal["silero", "fsmn", "none"]
+Segments = Literal["auto", "speech", "recipe"]
 
 LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")
 OUTPUT_FORMATS: tuple[str, ...] = ("json", "srt", "vtt", "txt")

@@ -20,7 +20,7 @@ import numpy as np
 from hark_serving.analytics.call import CallSettings, build_call, role_of
 from hark_serving.engine.audio import DecodedAudio, decode_audio
 from hark_serving.engine.recognition import DecodeRequest, Recognized, encoder_frames
-from hark_serving.engine.vad import PlannedSegment, Region, SpeechDetector, plan_segments
+from hark_serving.engine.vad import PlannedSegment, SpeechDetector, plan_segments, split_at_pauses
 from hark_serving.options import TranscribeOptions
 from hark_serving.transcript.schema import (
     ModelInfo,
@@ -39,21 +39,12 @@ from hark_serving.transcript.tags import parse_rich_text
 CALL_PAUSE_SECONDS = 1.0
 
 
-def _utterances(regions: Sequence[Region], pause_ms: int) -> list[list[Region]]:
-    """Regions grouped where the pause between neighbours is shorter than `pause_ms`."""
-    groups: list[list[Region]] = []
-    for region in sorted(regions, key=lambda r: r.start_ms):
-        if groups and region.start_ms - groups[-1][-1].end_ms < pause_ms:
-            groups[-1].append(region)
-        else:
-            groups.append([region])
-    return groups
-
-
 @dataclass(frozen=True)
 class SegmentingSettings:
     merge_seconds: float = 15.0
     max_segment_seconds: float = 30.0
+    # None: the recipe's segments, pauses included; else speech only (engine.vad).
+    max_pause_seconds: float | None = None
     max_audio_seconds: float | None = None
     spill_after_seconds: float = 600.0
     spill_dir: Path | None = None
@@ -124,12 +115,13 @@ def prepare(
             regions = detector.detect(channel_audio)
             groups = [regions]
             if split or options.roles is not None:
-                groups = _utterances(regions, max(1, int(pause * 1000)))
+                groups = split_at_pauses(regions, max(1, int(pause * 1000)))
             for group in groups:
                 for plan in plan_segments(
                     group,
                     merge_seconds=settings.merge_seconds,
                     max_segment_seconds=settings.max_segment_seconds,
+                    max_pause_seconds=settings.max_pause_seconds,
                 ):
                     segments.append(SegmentWork(index if split else None, plan, channel_audio))
         vad_s = time.perf_counter() - started

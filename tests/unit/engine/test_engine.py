@@ -165,3 +165,67 @@ def test_files_are_prepared_on_a_background_thread_below_the_models_priority(
     assert len(seen) == 2
     assert all(name.startswith("hark-prepare") and nice == BACKGROUND for name, nice in seen)
     assert niceness() < BACKGROUND  # the caller, which runs the model, keeps its own
+
+
+@pytest.mark.parametrize(
+    "precision, segments, mode",
+    [
+        ("float32", "auto", "recipe"),
+        ("auto", "auto", "speech"),
+        ("int8", "auto", "speech"),
+        ("bfloat16", "auto", "speech"),
+        ("float32", "speech", "speech"),
+        ("int8", "recipe", "recipe"),
+    ],
+)
+def test_float32_keeps_the_recipes_segments_and_faster_precisions_transcribe_speech_only(
+    precision: str, segments: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hark_serving.config import load_settings
+    from hark_serving.engine.factory import SPEECH_PAUSE_SECONDS, segmenting, segmenting_mode
+
+    monkeypatch.setenv("HARK_VAD_SEGMENTS", segments)
+    settings = load_settings(precision=precision)
+    assert segmenting_mode(settings) == mode
+    pause = segmenting(settings).max_pause_seconds
+    assert pause == (SPEECH_PAUSE_SECONDS if mode == "speech" else None)
+
+
+def test_a_bad_segments_setting_names_the_variable_and_the_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hark_serving.config import load_settings
+    from hark_serving.errors import ConfigError
+
+    monkeypatch.setenv("HARK_VAD_SEGMENTS", "silence")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "HARK_VAD_SEGMENTS" in str(caught.value) and "'speech'" in str(caught.value)
+
+
+def test_speech_only_segments_skip_the_pauses_the_recipe_transcribes(audio_dir: Path) -> None:
+    from hark_serving.engine.pipeline import SegmentingSettings, prepare
+    from hark_serving.engine.vad import SileroDetector
+
+    def planned(max_pause: float | None) -> list[Any]:
+        prepared = prepare(
+            audio_dir / "speech_en_16k.wav",
+            uri="speech_en_16k.wav",
+            options=TranscribeOptions(),
+            detector=SileroDetector(),
+            settings=SegmentingSettings(max_pause_seconds=max_pause),
+        )
+        prepared.close()
+        return [s.plan for s in prepared.segments]
+
+    recipe, speech = planned(None), planned(0.5)
+    span = lambda plans: sum(p.span_end_ms - p.span_start_ms for p in plans)  # noqa: E731
+    # The file's sentences are 0.8 s apart: the recipe's one span holds every pause.
+    assert len(speech) > len(recipe) >= 1
+    assert span(speech) < span(recipe)
+    assert all((p.span_start_ms, p.span_end_ms) == (p.speech_start_ms, p.speech_end_ms)
+               for p in speech)  # fmt: skip
+    assert (speech[0].speech_start_ms, speech[-1].speech_end_ms) == (
+        recipe[0].speech_start_ms,
+        recipe[-1].speech_end_ms,
+    )

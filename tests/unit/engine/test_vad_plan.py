@@ -76,3 +76,34 @@ def test_samples_are_sliced_as_funasr_slices_them() -> None:
     seg = PlannedSegment(1000, 2500, 1000, 2500)
     out = seg.samples(audio)
     assert out[0] == 16000 and len(out) == 24000 and out.flags["C_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_speech_only_segments_hold_all_speech_and_no_long_pause(seed: int) -> None:
+    rng = random.Random(seed)
+    regions = random_regions(rng)
+    planned = plan_segments(
+        regions, merge_seconds=15, max_segment_seconds=30, max_pause_seconds=0.5
+    )
+    spans = [(p.span_start_ms, p.span_end_ms) for p in planned]
+    assert spans == sorted(spans)
+    for p in planned:
+        assert (p.span_start_ms, p.span_end_ms) == (p.speech_start_ms, p.speech_end_ms)
+        assert 0 < p.span_end_ms - p.span_start_ms <= 30000
+        inside = [r for r in regions if r.start_ms < p.span_end_ms and r.end_ms > p.span_start_ms]
+        pauses = [b.start_ms - a.end_ms for a, b in zip(inside, inside[1:], strict=False)]
+        assert all(gap < 500 for gap in pauses), "no pause of 0.5 s or more is transcribed"
+    for r in regions:
+        covered = sum(max(0, min(r.end_ms, b) - max(r.start_ms, a)) for a, b in spans)
+        assert covered == r.end_ms - r.start_ms, "every millisecond of speech is transcribed"
+
+
+def test_speech_only_merges_close_regions_and_cuts_at_a_pause() -> None:
+    regions = [Region(1000, 3000), Region(3300, 6000), Region(7000, 9000), Region(9100, 9500)]
+    assert plan_segments(
+        regions, merge_seconds=15, max_segment_seconds=30, max_pause_seconds=0.5
+    ) == [PlannedSegment(1000, 6000, 1000, 6000), PlannedSegment(7000, 9500, 7000, 9500)]
+    # The recipe transcribes the pauses, and the leading silence, too.
+    assert plan_segments(regions, merge_seconds=15, max_segment_seconds=30) == [
+        PlannedSegment(0, 9500, 1000, 9500)
+    ]
