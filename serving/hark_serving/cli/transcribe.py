@@ -176,8 +176,6 @@ def transcribe(
     ] = None,
 ) -> None:
     """Transcribe audio into hark.transcript/v1 JSON (and SRT, VTT, TXT) in-process."""
-    from hark_serving.cli.analytics import call_analytics, options_of
-    from hark_serving.cli.progress import RunProgress
     from hark_serving.cli.summary import process_seconds, run_summary
     from hark_serving.config import load_settings
     from hark_serving.engine.embedded import Outcome
@@ -220,8 +218,6 @@ def transcribe(
             webhook_url=webhook_url,
         )
         wanted = parse_formats(formats)
-        analytics = call_analytics(settings, categories, qa_report, metadata_pattern, console)
-        options = options_of(settings, roles, non_talk_min_seconds, analytics.wanted)
         # A store (boto3, a client) only when an input or the destination is in S3.
         store = settings.s3_store() if any(map(is_s3, [*paths, out])) else None
         refs = gather_inputs(paths, store, include or [], exclude or [])
@@ -241,6 +237,29 @@ def transcribe(
 
     if not refs:
         _fail(console, InvalidOption(f"no audio files found under {', '.join(paths)}"), as_json)
+    engine = pending = None
+    if planned.todo:
+        from hark_serving.engine.factory import build_engine
+
+        # The model loads on a thread (engine.pending) from here, in native code
+        # that leaves the rest of the start (imports, options, the first files'
+        # decoding) to the other core; a load that fails ends the run with its error.
+        try:
+            engine = build_engine(settings, clock=process_seconds)
+        except HarkError as exc:
+            _fail(console, exc, as_json)
+        pending = engine.recognizer
+        assert isinstance(pending, PendingRecognizer)
+    from hark_serving.cli.analytics import call_analytics, options_of
+    from hark_serving.cli.progress import RunProgress
+
+    try:
+        analytics = call_analytics(settings, categories, qa_report, metadata_pattern, console)
+        options = options_of(settings, roles, non_talk_min_seconds, analytics.wanted)
+    except HarkError as exc:
+        if pending is not None:
+            pending.settle()  # no exit while the load runs in native code
+        _fail(console, exc, as_json)
     if not to_stdout:
         console.print(
             f"{len(refs)} file(s): {len(planned.todo)} to transcribe, "
@@ -261,23 +280,13 @@ def transcribe(
             total_seconds=time.perf_counter() - started, exit_code=code,
         )  # fmt: skip
 
-    if not planned.todo:
+    if engine is None or pending is None:
         if not to_stdout:
             analytics.write_report(destination, refs)
         if as_json:
             typer.echo(json.dumps(summary(RunReport(), 0.0, 0.0, exits.OK)))
         return
 
-    from hark_serving.engine.factory import build_engine
-
-    # The model loads on a thread while the first files are decoded and cut
-    # (engine.pending); a load that fails ends the run with its error, as before.
-    try:
-        engine = build_engine(settings, clock=process_seconds)
-    except HarkError as exc:
-        _fail(console, exc, as_json)
-    pending = engine.recognizer
-    assert isinstance(pending, PendingRecognizer)
     if not (quiet or to_stdout):
         console.print(f"loading {settings.model} ...", highlight=False, soft_wrap=True)
     validator()  # compiled while the model loads, not after the first transcript
