@@ -16,7 +16,16 @@ from rich.console import Console
 
 from hark_serving.cli import exits
 from hark_serving.errors import HarkError, InvalidOption
-from hark_serving.options import Channels, Device, Language, Precision, Runtime, Timestamps, Vad
+from hark_serving.options import (
+    Channels,
+    Device,
+    Language,
+    Precision,
+    Runtime,
+    Segments,
+    Timestamps,
+    Vad,
+)
 
 STDOUT = "-"
 
@@ -76,6 +85,14 @@ def transcribe(
         ),
     ] = None,
     vad: Annotated[Vad | None, typer.Option(help="Speech detector.", envvar="HARK_VAD")] = None,
+    vad_segments: Annotated[
+        Segments | None,
+        typer.Option(
+            help="speech: only speech goes to the model; recipe: funasr's spans, pauses "
+            "included (text identical to funasr's); auto: recipe with --precision float32.",
+            envvar="HARK_VAD_SEGMENTS",
+        ),
+    ] = None,
     channels: Annotated[
         Channels | None,
         typer.Option(help="mix, or split: one transcript per channel.", envvar="HARK_CHANNELS"),
@@ -207,6 +224,7 @@ def transcribe(
             language=language,
             use_itn=itn,
             vad=vad,
+            vad_segments=vad_segments,
             channels=channels,
             timestamps=timestamps,
             device=device,

@@ -174,3 +174,21 @@ def test_the_installed_entry_point_runs_the_embedded_default(
         "dtype": "int8",  # the default on a CPU with int8 vector instructions, as CI's is
         "runtime": "onnxruntime",
     }
+
+
+def test_vad_segments_recipe_transcribes_the_pauses_that_speech_leaves_out(
+    tmp_path: Path, audio_dir: Path, tiny_model_dir: Path
+) -> None:
+    src = audio_dir / "speech_en_16k.wav"  # sentences 0.8 s apart
+    docs = {}
+    for mode in ("speech", "recipe"):
+        out = tmp_path / mode
+        code, text = run([str(src), "--out", str(out), "--vad-segments", mode], tiny_model_dir)
+        assert code == 0, text
+        docs[mode] = json.loads((out / "speech_en_16k.wav.json").read_text())
+        validate_result(docs[mode])
+    speech, recipe = docs["speech"]["segments"], docs["recipe"]["segments"]
+    # The recipe's one span holds the sentences and the pauses between them; speech
+    # only gives each sentence its own segment. Both report where the speech is.
+    assert len(speech) > len(recipe) >= 1
+    assert speech[0]["start"] == recipe[0]["start"] and speech[-1]["end"] == recipe[-1]["end"]
