@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,6 +26,9 @@ from hark_serving.options import (
     Timestamps,
     Vad,
 )
+
+if TYPE_CHECKING:
+    from hark_serving.engine.embedded import Engine
 
 STDOUT = "-"
 
@@ -255,7 +258,8 @@ def transcribe(
 
     if not refs:
         _fail(console, InvalidOption(f"no audio files found under {', '.join(paths)}"), as_json)
-    engine = pending = None
+    engine: Engine | None = None
+    pending: PendingRecognizer | None = None
     if planned.todo:
         from hark_serving.engine.factory import build_engine
 
@@ -266,8 +270,8 @@ def transcribe(
             engine = build_engine(settings, clock=process_seconds)
         except HarkError as exc:
             _fail(console, exc, as_json)
+        assert isinstance(engine.recognizer, PendingRecognizer)
         pending = engine.recognizer
-        assert isinstance(pending, PendingRecognizer)
     from hark_serving.cli.analytics import call_analytics, options_of
     from hark_serving.cli.progress import RunProgress
 

@@ -96,9 +96,11 @@ class OnnxSenseVoice:
     Alone (the embedded engine), a call runs its rows one by one, `threads` rows
     at once, each on one thread of a single-threaded session: ONNX Runtime
     splits a row's small matrix products over its threads poorly. On two
-    cores, 24 segments of 2-15 s ran at 27.7 audio-s/s so, against 23.1 one
-    at a time on two threads and 24.6 in padded batches of four. A row alone
-    is also what a batch of one gives, so batching cannot change a transcript.
+    cores, the benchmark's 149 speech segments (1-15 s) ran at 24.9 audio-s/s
+    so, against 23.2 in the engine's padded batches on a two-thread session.
+    A row alone is also what a batch of one gives, so the other files of a run
+    cannot change a transcript (each int8 layer scales its input by the largest
+    value in the whole batch).
     """
 
     runtime = RUNTIME

@@ -216,10 +216,8 @@ def plan_segments(
     planned = []
     for group in split_at_pauses(regions, max(1, int(max_pause_seconds * 1000))):
         for p in _recipe_segments(group, merge_seconds, max_segment_seconds):
-            planned.append(
-                PlannedSegment(p.speech_start_ms, p.speech_end_ms, p.speech_start_ms,
-                               p.speech_end_ms)  # fmt: skip
-            )
+            start, end = p.speech_start_ms, p.speech_end_ms
+            planned.append(PlannedSegment(start, end, start, end))
     return planned
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -91,7 +92,7 @@ def test_speech_only_segments_hold_all_speech_and_no_long_pause(seed: int) -> No
         assert (p.span_start_ms, p.span_end_ms) == (p.speech_start_ms, p.speech_end_ms)
         assert 0 < p.span_end_ms - p.span_start_ms <= 30000
         inside = [r for r in regions if r.start_ms < p.span_end_ms and r.end_ms > p.span_start_ms]
-        pauses = [b.start_ms - a.end_ms for a, b in zip(inside, inside[1:], strict=False)]
+        pauses = [b.start_ms - a.end_ms for a, b in itertools.pairwise(inside)]
         assert all(gap < 500 for gap in pauses), "no pause of 0.5 s or more is transcribed"
     for r in regions:
         covered = sum(max(0, min(r.end_ms, b) - max(r.start_ms, a)) for a, b in spans)
