@@ -15,9 +15,9 @@ an outcome of an item queued before the last complete scan may already be in
 its listing (the output is written before the outcome reaches the operator),
 so only outcomes of items the last complete scan queued move its counts; the
 others wait for the next scan. Counting such an outcome on top of the listing
-once showed a Watch job all done while one file still waited for a retry. Before the first scan completes, the
-running scan is shown with every outcome so far, so a first scan of a huge
-prefix shows progress too.
+once showed a Watch job all done while one file still waited for a retry.
+Before the first scan completes, the running scan is shown with every outcome
+so far, so a first scan of a huge prefix shows progress too.
 
 An input a bucket notification brought is queued without a scan (tag
 `NOTICED`) and adds one to the total. When that happens while a scan runs,
