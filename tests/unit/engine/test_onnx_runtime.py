@@ -66,6 +66,21 @@ def test_the_export_is_checked_against_float32_and_cached_once(
     assert (exported.path / "model.int8.onnx").stat().st_mtime_ns == stamp
 
 
+def test_an_export_logs_its_outcome_without_the_quantizers_line_per_tensor(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        made = build(tiny_model_dir, tmp_path / "cache", threads=2)
+    assert made.built
+    assert any("for ONNX Runtime; CTC logits within" in r.getMessage() for r in caplog.records)
+    quantizer = [r for r in caplog.records if "onnxruntime" in r.pathname]
+    assert quantizer == [], [r.getMessage() for r in quantizer[:3]]
+    # Only for the export: the root logger is left as it was.
+    assert not any(type(f).__name__ == "_QuantizerChatter" for f in logging.getLogger().filters)
+
+
 def test_changed_weights_get_an_export_of_their_own(model_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = build(model_dir, cache, threads=2)
