@@ -243,7 +243,12 @@ def test_requests_the_proxy_never_answers_go_back_to_the_queue(
         app.down()
     paused = condition(lost, "ProcessorAvailable")
     assert paused["reason"] == "ProcessorUnreachable", paused
-    assert "no app deployed" in paused["message"], paused
+    # Either way the app's loss is seen and the tries come back: mostly Ray's proxy never
+    # answers the held requests and the stall check finds no app; sometimes (1 CI run in
+    # 4 here) it answers them 404 once the app's route is gone.
+    stalled = "no app deployed" in paused["message"]
+    answered_404 = "/v1/items answered 404" in paused["message"]
+    assert stalled or answered_404, paused
     assert lost["status"]["counts"]["failed"] == 0
     assert condition(job, "ProcessorAvailable")["status"] == "True"
     assert_each_file_written_once(s3, bucket, job, files)
