@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,53 @@ def test_files_are_prepared_on_a_background_thread_below_the_models_priority(
     assert len(seen) == 2
     assert all(name.startswith("hark-prepare") and nice == BACKGROUND for name, nice in seen)
     assert niceness() < BACKGROUND  # the caller, which runs the model, keeps its own
+
+
+def test_the_model_starts_on_the_first_file_while_later_files_are_still_being_prepared(
+    engine: Engine, audio_dir: Path
+) -> None:
+    # The second file cannot be opened until the first transcript is out: an engine
+    # that waited for a fuller pool before its first batch would wait here until the
+    # release times out.
+    release = threading.Event()
+    released: list[bool] = []
+
+    @contextmanager
+    def held_open() -> Iterator[Path]:
+        released.append(release.wait(timeout=20))
+        yield audio_dir / "speech_zh_16k.wav"
+
+    first = job(audio_dir / "speech_en_16k.wav")
+    held = AudioJob(uri="held.wav", open=held_open)
+    outcomes = engine.run([first, held], TranscribeOptions())
+    done = next(outcomes)
+    assert done.job is first and done.transcript is not None and done.transcript.segments
+    release.set()
+    rest = list(outcomes)
+    assert [o.job for o in rest] == [held] and rest[0].transcript is not None
+    assert released == [True], "the first file was transcribed before the second was ready"
+
+
+def test_two_files_are_prepared_at_once(engine: Engine, audio_dir: Path) -> None:
+    # Decoding and VAD of one file run beside another's: on two cores, preparing
+    # one file after another left a core idle before the model's first batch.
+    both = threading.Barrier(2, timeout=20)
+    met: list[bool] = []
+
+    @contextmanager
+    def meeting(name: str) -> Iterator[Path]:
+        try:
+            both.wait()
+            met.append(True)
+        except threading.BrokenBarrierError:
+            met.append(False)
+        yield audio_dir / name
+
+    names = ["speech_en_16k.wav", "speech_zh_16k.wav"]
+    jobs = [AudioJob(uri=n, open=partial(meeting, n)) for n in names]
+    outcomes = list(engine.run(jobs, TranscribeOptions()))
+    assert sorted(o.job.uri for o in outcomes if o.transcript is not None) == names
+    assert met == [True, True]
 
 
 @pytest.mark.parametrize(
