@@ -5,6 +5,9 @@ per weights file and node, a folder in the model cache:
 
     <cache>/onnx/sensevoice-<SHA-256 of model.pt>-v<EXPORT_FORMAT>/
         model.int8.onnx   the encoder and CTC head, linear layers in int8
+        optimized-ort-<ver>.onnx, .weights
+                          the same graph as ONNX Runtime <ver> optimises it, and
+                          its weights (`engine.onnx_model`); made by the check
         tokens.model      the sentencepiece model (copied from the model folder)
         am.mvn            the frontend's normalisation (copied)
         export.json       frontend settings, query ids, blank id, and the check
@@ -52,6 +55,7 @@ from hark_serving.engine.onnx_folder import (
     export_dir,
     read_manifest,
 )
+from hark_serving.engine.onnx_model import optimise
 from hark_serving.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -195,15 +199,6 @@ def _quantize(source: Path, target: Path) -> None:
         root.removeFilter(chatter)
 
 
-def _session(graph: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-
-
 def build(
     model_dir: Path, cache: Path, threads: int, weights_sha256: str | None = None,
     tolerance: float | None = None,
@@ -286,7 +281,9 @@ def _export_into(model_dir: Path, work: Path, threads: int, tolerance: float) ->
     float_graph.unlink()
     for leftover in work.glob("*.data"):  # external weights of the float32 graph, if any
         leftover.unlink()
-    candidate = _session(work / GRAPH, threads).run(["logits"], probe)[0]
+    # The check runs the graph optimised as later starts run it, and saves that
+    # graph into the folder: a start from the cache does not optimise again.
+    candidate = optimise(work, threads).run(["logits"], probe)[0]
     difference = relative_difference(candidate, reference)
     refused = refusal(difference, tolerance)
     if refused:

@@ -22,7 +22,7 @@ from hark_serving.engine.audio import decode_audio
 from hark_serving.engine.factory import build_recognizer
 from hark_serving.engine.onnx_export import ONNX_TOLERANCE, build
 from hark_serving.engine.onnx_folder import export_dir, read_manifest
-from hark_serving.engine.onnx_model import OnnxSenseVoice, optimized_graph
+from hark_serving.engine.onnx_model import OnnxSenseVoice, optimized_files
 from hark_serving.engine.recognition import DecodeRequest
 from hark_serving.engine.sensevoice import SenseVoice
 from hark_serving.errors import ConfigError, ModelError
@@ -157,23 +157,72 @@ def test_in_padded_batches_a_row_gives_nearly_what_it_gives_alone(
     assert SequenceMatcher(None, alone.raw, batch[1].raw).ratio() > 0.9, (alone, batch[1])
 
 
-def test_the_optimised_graph_is_saved_once_and_a_damaged_one_is_made_again(
+def test_the_export_holds_the_optimised_graph_and_a_start_loads_it_as_it_is(
+    exported: onnx_export.Exported,
+) -> None:
+    import onnxruntime as ort
+
+    graph, weights = optimized_files(exported.path, ort.__version__)
+    assert graph.is_file() and weights.is_file()
+    # Every weight matrix lives in the weights file, which ONNX Runtime maps.
+    import onnx
+
+    tensors = onnx.load(str(graph), load_external_data=False).graph.initializer
+    large = [t for t in tensors if len(t.dims) == 2 and min(t.dims) >= 32]
+    assert large and all(t.data_location == onnx.TensorProto.EXTERNAL for t in large)
+    stamps = [graph.stat().st_mtime_ns, weights.stat().st_mtime_ns]
+    model = OnnxSenseVoice(exported.path, source="tiny", threads=1)
+    assert model.recognize([np.zeros(16000, np.float32)], [DecodeRequest()])
+    assert [graph.stat().st_mtime_ns, weights.stat().st_mtime_ns] == stamps
+    assert not [p for p in exported.path.iterdir() if p.name.startswith(".ort-")]
+
+
+@pytest.mark.parametrize("damage", ["graph", "weights cut short", "weights missing", "absent"])
+def test_a_damaged_or_missing_optimised_graph_is_made_again(
+    exported: onnx_export.Exported, tmp_path: Path, audio_dir: Path, damage: str
+) -> None:
+    import onnxruntime as ort
+
+    folder = Path(shutil.copytree(exported.path, tmp_path / "export"))
+    graph, weights = optimized_files(folder, ort.__version__)
+    with decode_audio(audio_dir / "one_sentence_16k.wav") as decoded:
+        wave = np.ascontiguousarray(decoded.channels[0])
+    expected = OnnxSenseVoice(folder, source="tiny", threads=1).recognize([wave], [DecodeRequest()])
+    size = weights.stat().st_size
+    if damage == "graph":
+        graph.write_bytes(b"not a graph")
+    elif damage == "weights cut short":
+        with weights.open("r+b") as f:
+            f.truncate(size // 2)
+    elif damage == "weights missing":
+        weights.unlink()
+    else:
+        graph.unlink()
+        weights.unlink()
+    model = OnnxSenseVoice(folder, source="tiny", threads=1)
+    assert model.recognize([wave], [DecodeRequest()]) == expected
+    # Saved again in place, whole, and loaded as it is by the next start.
+    assert graph.stat().st_size > 1000 and weights.stat().st_size == size
+    stamp = graph.stat().st_mtime_ns
+    OnnxSenseVoice(folder, source="tiny", threads=1)
+    assert graph.stat().st_mtime_ns == stamp
+    assert not [p for p in folder.iterdir() if p.name.startswith(".ort-")]
+
+
+def test_an_optimised_graph_saved_by_an_earlier_release_is_replaced(
     exported: onnx_export.Exported, tmp_path: Path
 ) -> None:
     import onnxruntime as ort
 
     folder = Path(shutil.copytree(exported.path, tmp_path / "export"))
-    saved = optimized_graph(folder, ort.__version__)
-    saved.unlink(missing_ok=True)
+    graph, weights = optimized_files(folder, ort.__version__)
+    graph.unlink()
+    weights.unlink()
+    # Earlier releases kept the weights inside one optimised graph file.
+    legacy = folder / f"model.int8.ort-{ort.__version__}.onnx"
+    shutil.copyfile(folder / "model.int8.onnx", legacy)
     OnnxSenseVoice(folder, source="tiny", threads=1)
-    assert saved.is_file()
-    stamp = saved.stat().st_mtime_ns
-    OnnxSenseVoice(folder, source="tiny", threads=1)
-    assert saved.stat().st_mtime_ns == stamp  # loaded as it was
-    saved.write_bytes(b"not a graph")
-    model = OnnxSenseVoice(folder, source="tiny", threads=1)
-    assert model.recognize([np.zeros(16000, np.float32)], [DecodeRequest()])
-    assert saved.stat().st_size > 1000  # optimised again, and saved in its place
+    assert graph.is_file() and weights.is_file() and not legacy.exists()
 
 
 def test_a_folder_that_is_not_an_export_is_refused_with_the_fix(tmp_path: Path) -> None:
