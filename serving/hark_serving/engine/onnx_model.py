@@ -48,16 +48,19 @@ log = logging.getLogger(__name__)
 RUNTIME = "onnxruntime"
 
 
+def _build(version: str) -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in version)
+
+
 def optimized_files(folder: Path, version: str) -> tuple[Path, Path]:
     """The optimised graph that ONNX Runtime `version` saves in `folder`, and its weights."""
-    build = "".join(c if c.isalnum() or c in "._" else "_" for c in version)
-    return folder / f"optimized-ort-{build}.onnx", folder / f"optimized-ort-{build}.weights"
+    stem = f"optimized-ort-{_build(version)}"
+    return folder / f"{stem}.onnx", folder / f"{stem}.weights"
 
 
 def _legacy_graph(folder: Path, version: str) -> Path:
     """Where earlier releases saved the optimised graph, weights inside it."""
-    build = "".join(c if c.isalnum() or c in "._" else "_" for c in version)
-    return folder / f"model.int8.ort-{build}.onnx"
+    return folder / f"model.int8.ort-{_build(version)}.onnx"
 
 
 def _options(threads: int, optimized: bool) -> Any:
