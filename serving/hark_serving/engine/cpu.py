@@ -1,4 +1,5 @@
-"""Facts about this machine's CPU, read without torch: its usable cores and int8 instructions."""
+"""This machine's CPU, read without torch: its usable cores and int8 instructions; and
+numpy's BLAS kept to one thread beside the model."""
 
 from __future__ import annotations
 
@@ -33,3 +34,18 @@ def cpu_computes_int8(cpuinfo: str | None = None, machine: str | None = None) ->
             return False
     flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
     return "avx2" in flags.split()
+
+
+def single_threaded_blas() -> None:
+    """Keep numpy's BLAS (OpenBLAS in the wheels) to one thread, for the whole process.
+
+    The ONNX Runtime path runs the numpy frontend on the model's own threads, one
+    core each; its mel product is small. With a thread per core, OpenBLAS wakes
+    its workers for that product, and they spin after it, taking cores from the
+    model: a `hark transcribe` of the 645 s benchmark used 56.3-57.8 s of CPU so,
+    47.2-49.6 s with one BLAS thread (as `OPENBLAS_NUM_THREADS=1` gives).
+    torch's own thread pools are not numpy's BLAS and are left as they are.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")

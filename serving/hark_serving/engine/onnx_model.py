@@ -154,9 +154,10 @@ class OnnxSenseVoice:
     precision = "int8"
 
     def __init__(self, folder: Path, *, source: str, threads: int | None = None) -> None:
-        from hark_serving.engine.cpu import default_threads
+        from hark_serving.engine.cpu import default_threads, single_threaded_blas
 
         started = time.perf_counter()
+        single_threaded_blas()
         manifest = read_manifest(folder)
         if manifest is None:
             raise ModelError(

@@ -297,6 +297,39 @@ def test_a_start_with_the_export_cached_imports_neither_torch_nor_funasr(
     assert 0 < timings["load_seconds"] <= timings["start_seconds"]
 
 
+BLAS_THREADS = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from threadpoolctl import threadpool_info
+    from hark_serving.engine.onnx_model import OnnxSenseVoice
+
+    def blas():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas()
+    OnnxSenseVoice(Path(sys.argv[1]), source="tiny", threads=2)
+    print(json.dumps([before, blas()]))
+    """
+)
+
+
+def test_the_onnx_path_keeps_numpys_blas_to_one_thread(exported: onnx_export.Exported) -> None:
+    # OpenBLAS takes its thread count from the environment (a Ray actor sets
+    # OMP_NUM_THREADS to its CPUs); its idle workers spin on the model's cores.
+    proc = subprocess.run(
+        [sys.executable, "-c", BLAS_THREADS, str(exported.path)],
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    before, after = json.loads(proc.stdout)
+    assert before == [2], before  # numpy's BLAS as the process starts, on 2 cores
+    assert after == [1], after
+
+
 def test_runtime_auto_falls_back_to_torch_when_the_export_is_refused(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
