@@ -160,13 +160,12 @@ def test_in_padded_batches_a_row_gives_nearly_what_it_gives_alone(
 def test_the_export_holds_the_optimised_graph_and_a_start_loads_it_as_it_is(
     exported: onnx_export.Exported,
 ) -> None:
+    import onnx
     import onnxruntime as ort
 
     graph, weights = optimized_files(exported.path, ort.__version__)
     assert graph.is_file() and weights.is_file()
     # Every weight matrix lives in the weights file, which ONNX Runtime maps.
-    import onnx
-
     tensors = onnx.load(str(graph), load_external_data=False).graph.initializer
     large = [t for t in tensors if len(t.dims) == 2 and min(t.dims) >= 32]
     assert large and all(t.data_location == onnx.TensorProto.EXTERNAL for t in large)
